@@ -1,0 +1,30 @@
+"""Local paths and s3:// URIs behind one fsspec interface.
+
+Jobs take "where" as a string; `open_fs` turns it into (filesystem, path) so the same code writes to a laptop
+folder or a bucket. s3:// honours the usual AWS environment plus `AWS_ENDPOINT_URL` (a moto server in tests,
+MinIO on-prem).
+"""
+
+from __future__ import annotations
+
+import os
+
+import fsspec
+
+
+def open_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path-within-it) for a local path or a URI such as s3://bucket/prefix."""
+    if uri.startswith("s3://"):
+        options = {}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+        if endpoint:
+            options["client_kwargs"] = {"endpoint_url": endpoint}
+        fs = fsspec.filesystem("s3", **options)
+        return fs, uri[len("s3://"):]
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts with '/', the separator of every fsspec filesystem."""
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
