@@ -4,7 +4,7 @@ Every converter writes this and every job reads only this, so a new source is on
 in every job. Layout of a dataset folder (local path or s3:// URI):
 
     manifest.json          Manifest below: counts, what the data has, format version
-    interactions.parquet   user_id, item_id, user_idx, item_idx, timestamp, rating?, review?
+    interactions.parquet   user_id, item_id, user_idx, item_idx, timestamp, rating?, review?, review_title?
     items.parquet          item_id, item_idx, title, text, image_uri?, image_status, image_format?
     users.parquet          user_id, user_idx, profile?
     prepare_report.json    what the converter read, quarantined, flagged (written by jobs/prepare_data.py)
@@ -40,6 +40,7 @@ INTERACTIONS_SCHEMA = pa.schema([
     pa.field("timestamp", pa.int64(), nullable=False),
     pa.field("rating", pa.float32()),
     pa.field("review", pa.string()),
+    pa.field("review_title", pa.string()),  # a review's one-line summary, where the source has one
 ])
 
 # image_status: "ok" (opened and decoded), "missing" (no file for this item), "corrupt" (a file that does not
@@ -142,7 +143,7 @@ def build_tables(interactions: pd.DataFrame, items: pd.DataFrame,
     image_format. Every interaction's item must be in `items` (converters quarantine the rest first).
     """
     interactions = interactions.copy()
-    for column in ("rating", "review"):
+    for column in ("rating", "review", "review_title"):
         if column not in interactions:
             interactions[column] = None
     items = items.sort_values("item_id", kind="stable").reset_index(drop=True)

@@ -14,7 +14,8 @@ import pandas as pd
 
 @dataclass
 class RawDataset:
-    # user_id (str), item_id (str), timestamp (int64), optional rating (float), review (str); row order is
+    # user_id (str), item_id (str), timestamp (int64), optional rating (float), review (str),
+    # review_title (str); row order is
     # the source order and breaks timestamp ties.
     interactions: pd.DataFrame
     # item_id (str), title (str), text (str), image_uri (str|None), image_status, image_format (str|None)

@@ -1,0 +1,161 @@
+"""Prepare = convert a source into the canonical format, then write the whole evaluation protocol.
+
+One call does it all, so every split, candidate list, CTR negative and evidence score of a dataset is
+drawn once, from one seed, and saved beside the data (`jobs/prepare_data.py` is the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from reasonrec.data import candidates, evidence, splits
+from reasonrec.data.converters import CONVERTERS
+from reasonrec.data.converters.base import RawDataset
+from reasonrec.data.converters.clean import finalize
+from reasonrec.data.download import download
+from reasonrec.data.errors import DataFormatError, Quarantine
+from reasonrec.data.merge import merge_domains
+from reasonrec.data.prepare_config import PrepareConfig
+from reasonrec.data.schema import Dataset, write_dataset
+from reasonrec.data.synthetic import generate
+from reasonrec.io import join, open_fs
+
+# Reasons that flag an item (kept, marked in image_status) rather than set a source row aside.
+ITEM_FLAG_REASONS = frozenset({"image_missing", "image_corrupt"})
+
+
+class QuarantineLimitExceeded(DataFormatError):
+    """Too much of the source was set aside: it is probably not the format the converter expects."""
+
+
+def load_source(cfg: PrepareConfig, quarantine: Quarantine) -> RawDataset:
+    source = cfg.source
+    if source.kind == "synthetic":
+        image_dir = _local_image_dir(cfg.out)
+        return generate(source.synthetic.model_copy(update={"seed": cfg.seed}), image_dir)
+    if source.kind == "merge":
+        return merge_domains({name: Dataset.load(root) for name, root in source.merge.items()},
+                             share_users=source.share_users)
+    path = source.path
+    if source.download:
+        path = str(download(source.download, source.path, mirror=source.mirror))
+    return CONVERTERS[source.kind](path, source.images, quarantine, **source.options)
+
+
+def _local_image_dir(out: str) -> str:
+    """Generated images live beside the dataset; the generator writes local files, so out must be local."""
+    if "://" in out:
+        raise DataFormatError("the synthetic generator writes images locally: give a local `out` and copy "
+                              "the folder to object storage afterwards", field="out")
+    folder = Path(out).resolve() / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
+
+
+def write_protocol(cfg: PrepareConfig, ds: Dataset) -> dict[str, Any]:
+    """Splits, fixed candidates, CTR negatives, evidence horizon and cold-start groups under <out>/splits/."""
+    root = join(cfg.out, "splits")
+    written: dict[str, Any] = {}
+    for protocol in cfg.splits.protocols:
+        if protocol == "temporal" and ds.manifest.timestamp_kind != "unix":
+            written[protocol] = {"skipped": "ordinal timestamps have no wall-clock time to cut at"}
+            continue
+        split = _make_split(cfg, ds, protocol)
+        folder = splits.write_split(split, root)
+        entry: dict[str, Any] = {"stats": split.stats, "parts": {p: len(split.part(p)) for p in splits.SPLIT_PARTS}}
+        if protocol in ("loo", "temporal"):
+            for n in cfg.candidates.ranking_negatives:
+                for part in ("valid", "test"):
+                    frame = candidates.sample_candidates(ds, split, part, n, cfg.seed)
+                    candidates.write_candidates(frame, join(folder, "candidates", f"neg{n}", f"{part}.parquet"))
+                    entry.setdefault("candidates", {})[f"1+{n}/{part}"] = len(frame)
+        if protocol == "random":
+            for ratio in cfg.candidates.ctr_negatives_per_positive:
+                for part in splits.SPLIT_PARTS:
+                    frame = candidates.sample_ctr(ds, split, part, ratio, cfg.seed)
+                    candidates.write_ctr(frame, join(folder, "ctr", f"1to{ratio}", f"{part}.parquet"))
+                    entry.setdefault("ctr", {})[f"1:{ratio}/{part}"] = len(frame)
+        horizon = evidence.evidence_horizon(ds, split, cfg.evidence.w_count, cfg.evidence.w_recency,
+                                            cfg.evidence.ref_quantile)
+        evidence.write_evidence(horizon, join(folder, "evidence.parquet"))
+        groups = evidence.cold_start_groups(ds, split)
+        evidence.write_cold_start_groups(groups, join(folder, "cold_start.parquet"))
+        entry["evidence_horizon"] = horizon.attrs["manifest"]["stats"]
+        written[protocol] = entry
+    return written
+
+
+def _make_split(cfg: PrepareConfig, ds: Dataset, protocol: str) -> splits.Split:
+    if protocol == "loo":
+        return splits.leave_one_out(ds)
+    if protocol == "temporal":
+        return splits.temporal_split(ds, cfg.splits.temporal_valid_quantile, cfg.splits.temporal_test_quantile)
+    return splits.random_split(ds, cfg.splits.random_ratios, cfg.seed)
+
+
+def prepare(cfg: PrepareConfig) -> dict[str, Any]:
+    """Run the whole preparation; returns the report (also written to <out>/prepare_report.json)."""
+    timings: dict[str, float] = {}
+    quarantine = Quarantine()
+    report: dict[str, Any] = {"name": cfg.name, "out": cfg.out, "source": cfg.source.model_dump(mode="json"),
+                              "seed": cfg.seed}
+
+    started = time.perf_counter()
+    raw = load_source(cfg, quarantine)
+    raw = finalize(raw, quarantine, cfg.name)
+    timings["convert"] = time.perf_counter() - started
+    report["source_stats"] = raw.stats
+
+    row_reasons = {r: n for r, n in quarantine.counts.items() if r not in ITEM_FLAG_REASONS}
+    set_aside = sum(row_reasons.values())
+    share = set_aside / max(1, set_aside + len(raw.interactions))
+    report["quarantine"] = {**quarantine.to_dict(), "rows_set_aside": set_aside, "share_of_rows": share}
+    if share > cfg.max_quarantine_share:
+        _write_report(cfg.out, report)
+        raise QuarantineLimitExceeded(
+            f"{set_aside} rows ({share:.1%}) quarantined, above max_quarantine_share={cfg.max_quarantine_share:.1%}; "
+            f"by reason: {row_reasons}; see {join(cfg.out, 'prepare_report.json')}")
+
+    started = time.perf_counter()
+    manifest = write_dataset(cfg.out, name=cfg.name, source=cfg.source.kind, timestamp_kind=raw.timestamp_kind,
+                             interactions=raw.interactions, items=raw.items, users=raw.users,
+                             domains=list(cfg.source.merge) if cfg.source.kind == "merge" else None)
+    timings["write"] = time.perf_counter() - started
+    report["manifest"] = manifest.model_dump(mode="json")
+
+    started = time.perf_counter()
+    report["protocol"] = write_protocol(cfg, Dataset.load(cfg.out))
+    timings["protocol"] = time.perf_counter() - started
+    report["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    _write_report(cfg.out, report)
+    return report
+
+
+def _write_report(out: str, report: dict[str, Any]) -> None:
+    fs, path = open_fs(out)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(join(path, "prepare_report.json"), "w") as f:
+        json.dump(report, f, indent=2, default=str)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The short human summary the CLI prints."""
+    m = report.get("manifest", {})
+    q = report["quarantine"]
+    lines = [f"dataset {report['name']} -> {report['out']}",
+             f"  users {m.get('n_users')}  items {m.get('n_items')}  interactions {m.get('n_interactions')}  "
+             f"items with image {m.get('n_items_with_image')}  timestamps {m.get('timestamp_kind')}",
+             f"  quarantined rows {q['rows_set_aside']} ({q['share_of_rows']:.2%})"
+             + "".join(f"\n    {reason}: {n}" for reason, n in q["by_reason"].items())]
+    for protocol, entry in report.get("protocol", {}).items():
+        if "skipped" in entry:
+            lines.append(f"  split {protocol}: skipped ({entry['skipped']})")
+            continue
+        parts = " ".join(f"{p}={n}" for p, n in entry["parts"].items())
+        lines.append(f"  split {protocol}: {parts}; EH mean {entry['evidence_horizon'].get('mean'):.3f}")
+    if "timings_seconds" in report:
+        lines.append(f"  seconds: {report['timings_seconds']}")
+    return lines
