@@ -35,7 +35,7 @@ def load_source(cfg: PrepareConfig, quarantine: Quarantine) -> RawDataset:
     source = cfg.source
     if source.kind == "synthetic":
         image_dir = _local_image_dir(cfg.out)
-        return generate(source.synthetic.model_copy(update={"seed": cfg.seed}), image_dir)
+        return generate(source.synthetic, image_dir)
     if source.kind == "merge":
         return merge_domains({name: Dataset.load(root) for name, root in source.merge.items()},
                              share_users=source.share_users)
