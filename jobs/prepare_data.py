@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     try:
         report = prepare(cfg)
-    except DataFormatError as err:
+    except (DataFormatError, ValueError) as err:  # bad input or a protocol the data cannot support
         print(f"prepare_data: {err}", file=sys.stderr)
         sys.exit(1)
     print("\n".join(summary_lines(report)))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (set RR_SHARED_DATA to point at it)")
     return SHARED_DATA
+
+
+def run_job(script: str, *args: str, timeout: float = 600, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run jobs/<script> as a user would (a subprocess from the repo root); fail loudly with its output."""
+    full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **(env or {})}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / script), *args], cwd=REPO_ROOT,
+                            env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} exited {result.returncode}\nstdout:\n{result.stdout[-4000:]}\n"
+                             f"stderr:\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture
+def job():
+    """The real job CLIs: job("prepare_data.py", "--source", "synthetic", ...)."""
+    return run_job

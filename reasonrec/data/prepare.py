@@ -35,7 +35,10 @@ def load_source(cfg: PrepareConfig, quarantine: Quarantine) -> RawDataset:
     source = cfg.source
     if source.kind == "synthetic":
         image_dir = _local_image_dir(cfg.out)
-        return generate(source.synthetic, image_dir)
+        raw = generate(source.synthetic, image_dir)
+        # Images inside the dataset folder are referenced relative to it, so the folder can move.
+        raw.items["image_uri"] = "images/" + raw.items["image_uri"].map(lambda uri: Path(uri).name)
+        return raw
     if source.kind == "merge":
         return merge_domains({name: Dataset.load(root) for name, root in source.merge.items()},
                              share_users=source.share_users)

@@ -52,6 +52,8 @@ ITEMS_SCHEMA = pa.schema([
     pa.field("item_idx", pa.int32(), nullable=False),
     pa.field("title", pa.string(), nullable=False),
     pa.field("text", pa.string(), nullable=False),
+    # Absolute path or URI of an external image, or a path relative to the dataset folder (images that
+    # live inside it, e.g. the synthetic set's), which keeps a dataset folder relocatable.
     pa.field("image_uri", pa.string()),
     pa.field("image_status", pa.string(), nullable=False),
     pa.field("image_format", pa.string()),  # detected from content (PNG, JPEG, ...), not from the extension
@@ -126,6 +128,12 @@ class Dataset:
                 raise DataFormatError(f"missing columns {missing}", file=table_path, field=missing[0])
             frames[table] = data.select(schema.names).to_pandas()
         return cls(root, manifest, frames["interactions"], frames["items"], frames["users"])
+
+    def image_location(self, image_uri: str) -> str:
+        """Where an items.parquet image_uri points: relative URIs resolve against the dataset folder."""
+        if "://" in image_uri or image_uri.startswith("/"):
+            return image_uri
+        return join(self.root, image_uri)
 
     def user_histories(self) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, item_idx) in CSR form: user u's chronological items are item_idx[offsets[u]:offsets[u+1]]."""
