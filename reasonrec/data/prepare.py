@@ -23,8 +23,8 @@ from reasonrec.data.schema import Dataset, write_dataset
 from reasonrec.data.synthetic import generate
 from reasonrec.io import join, open_fs
 
-# Reasons that flag an item (kept, marked in image_status) rather than set a source row aside.
-ITEM_FLAG_REASONS = frozenset({"image_missing", "image_corrupt"})
+# Reasons that flag an item's image (the item is kept, marked in image_status) rather than set a row aside.
+ITEM_FLAG_REASONS = frozenset({"image_missing", "image_corrupt", "image_ambiguous"})
 
 
 class QuarantineLimitExceeded(DataFormatError):
@@ -114,8 +114,13 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
 
     row_reasons = {r: n for r, n in quarantine.counts.items() if r not in ITEM_FLAG_REASONS}
     set_aside = sum(row_reasons.values())
-    share = set_aside / max(1, set_aside + len(raw.interactions))
-    report["quarantine"] = {**quarantine.to_dict(), "rows_set_aside": set_aside, "share_of_rows": share}
+    # Share of all source rows read (every file: interactions, items, users, tags); generated or merged
+    # data has no files, so its rows are the interactions.
+    rows_read = sum(f.get("rows_read", 0) for f in raw.stats.get("files", {}).values())
+    rows_read = rows_read or set_aside + len(raw.interactions)
+    share = set_aside / max(1, rows_read)
+    report["quarantine"] = {**quarantine.to_dict(), "rows_read": rows_read, "rows_set_aside": set_aside,
+                            "share_of_rows": share}
     if share > cfg.max_quarantine_share:
         _write_report(cfg.out, report)
         raise QuarantineLimitExceeded(

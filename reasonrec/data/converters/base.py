@@ -15,8 +15,8 @@ import pandas as pd
 @dataclass
 class RawDataset:
     # user_id (str), item_id (str), timestamp (int64), optional rating (float), review (str),
-    # review_title (str); row order is
-    # the source order and breaks timestamp ties.
+    # review_title (str), and _file/_line (where each row came from, so `clean.finalize` can quarantine with
+    # file and line). Row order is the source order and breaks timestamp ties.
     interactions: pd.DataFrame
     # item_id (str), title (str), text (str), image_uri (str|None), image_status, image_format (str|None)
     items: pd.DataFrame
