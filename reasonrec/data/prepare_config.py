@@ -82,6 +82,9 @@ class PrepareConfig(StrictModel):
     name: str = Field("synthetic", description="Dataset name written into the manifest.")
     out: str = Field("artifacts/datasets/synthetic", description="Output folder (local path or s3://).")
     seed: int = Field(2024, description="Seed for the generator, random split, candidates and CTR negatives.")
+    max_users: int | None = Field(None, ge=1, description=(
+        "Keep a seeded random subset of this many users (for quick runs and test slices); null keeps all. "
+        "Items stay in the catalogue."))
     max_quarantine_share: float = Field(0.05, ge=0, le=1, description=(
         "Fail the job when more than this share of source rows is quarantined (the data is probably "
         "not what the converter thinks it is); the report is written either way."))

@@ -130,3 +130,19 @@ def test_all_beauty_reviews(job, tmp_path, shared_data):
     assert report["manifest"]["n_interactions"] + report["quarantine"]["rows_set_aside"] == 5269
     interactions = pd.read_parquet(tmp_path / "ab" / "interactions.parquet")
     assert interactions["review"].notna().mean() > 0.99
+
+
+def test_max_users_keeps_whole_histories_of_a_seeded_subset(job, tmp_path):
+    for name in ("a", "b"):
+        job("prepare_data.py", "--source", "synthetic", "--out", str(tmp_path / name), "max_users=40",
+            *SMALL_SYNTHETIC)
+    a, b = Dataset.load(str(tmp_path / "a")), Dataset.load(str(tmp_path / "b"))
+    assert a.n_users == 40 and list(a.users["user_id"]) == list(b.users["user_id"])
+    full = tmp_path / "full"
+    job("prepare_data.py", "--source", "synthetic", "--out", str(full), *SMALL_SYNTHETIC)
+    everything = Dataset.load(str(full)).interactions
+    kept = everything[everything["user_id"].isin(set(a.users["user_id"]))]
+    assert len(kept) == len(a.interactions)  # no user lost part of their history
+    assert a.n_items == 200  # the catalogue is kept whole
+    report = json.loads((tmp_path / "a" / "prepare_report.json").read_text())
+    assert report["subsample"]["users_kept"] == 40
