@@ -146,3 +146,31 @@ def test_max_users_keeps_whole_histories_of_a_seeded_subset(job, tmp_path):
     assert a.n_items == 200  # the catalogue is kept whole
     report = json.loads((tmp_path / "a" / "prepare_report.json").read_text())
     assert report["subsample"]["users_kept"] == 40
+
+
+@pytest.mark.real_data
+def test_download_then_prepare_through_the_cli(job, tmp_path, shared_data):
+    """--download fetches from a mirror (a real HTTP server on 127.0.0.1), verifies md5, then converts."""
+    import functools
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(shared_data / "amazon2018-all-beauty-5core" / "All_Beauty_5.json.gz", served)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        listed = job("prepare_data.py", "--list-downloads")
+        assert "amazon2018-all-beauty-5core" in listed.stdout
+        job("prepare_data.py", "--config", "configs/prepare/all-beauty.yaml", "--download",
+            "amazon2018-all-beauty-5core", "--mirror", f"http://127.0.0.1:{server.server_port}",
+            "--path", str(tmp_path / "raw"), "--out", str(tmp_path / "ds"))
+    finally:
+        server.shutdown()
+        thread.join()
+    assert (tmp_path / "raw" / "All_Beauty_5.json.gz").exists()
+    assert Dataset.load(str(tmp_path / "ds")).manifest.n_interactions == 4216
