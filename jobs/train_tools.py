@@ -124,7 +124,8 @@ def run(cfg: TrainToolsConfig, specs: dict[str, tuple[str, dict[str, Any]]]) -> 
             spec = pending.pop(done[0])
             row = {"spec": spec, **ray.get(done[0])}
             rows.append(row)
-            progress.set_postfix_str(f"{spec}: HR@5 {row['sampled_HR@5']:.3f}")
+            headline = f"AUC {row['AUC']:.3f}" if row["task"] == "ctr" else f"HR@5 {row['sampled_HR@5']:.3f}"
+            progress.set_postfix_str(f"{spec}: {headline}")
             progress.update()
     return sorted(rows, key=lambda row: cfg.tools.index(row["spec"]))
 

@@ -61,7 +61,7 @@ class Tool(ABC):
         torch.manual_seed(cfg.seed)
         features = None
         if cfg.use_content:
-            features = torch.as_tensor(np.asarray(item_features, dtype=np.float32))
+            features = torch.from_numpy(np.array(item_features, dtype=np.float32, copy=True))
         self.module = self.build(features)
         self.fit_history: list[dict[str, Any]] = []
 

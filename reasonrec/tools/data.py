@@ -20,7 +20,9 @@ from reasonrec.io import join, open_fs
 
 PAD = -1  # padding value in `Queries.history` (item indices are >= 0)
 
-HistoryScope = Literal["train", "train+valid", "all"]
+# "ctr_*" scopes are the CTR split's histories: CTR rows must only ever be paired with histories of the split
+# they were drawn from, or a CTR positive would sit in its own user's history (a leak).
+HistoryScope = Literal["train", "train+valid", "all", "ctr_train", "ctr_train+valid"]
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ToolData:
     valid_candidates: pd.DataFrame        # fixed 1+N lists for early stopping (user_idx, target_item_idx, candidates)
     test_candidates: pd.DataFrame         # fixed 1+N lists for the reported metrics
     ctr: dict[str, pd.DataFrame] | None   # {"train","valid","test"}: user_idx, item_idx, label (CTR tools)
+    ctr_histories: dict[str, Histories] | None  # {"ctr_train", "ctr_train+valid"}: the CTR split's histories
     item_features: np.ndarray | None      # [n_items, d] float32 content features (+V variants), else None
 
     @property
@@ -95,6 +98,10 @@ class ToolData:
         return self.dataset.n_items
 
     def histories(self, scope: HistoryScope) -> Histories:
+        if scope.startswith("ctr_"):
+            if self.ctr_histories is None:
+                raise ValueError("this dataset has no CTR split (prepare it with the random split and CTR negatives)")
+            return self.ctr_histories[scope]
         return {"train": self.train, "train+valid": self.train_valid, "all": self.everything}[scope]
 
     def queries(self, user_idx: np.ndarray, scope: HistoryScope, max_len: int) -> Queries:
@@ -109,11 +116,16 @@ class ToolData:
         splits_root = join(dataset_root, "splits")
         ranking = load_split(splits_root, split)
         candidates_dir = join(splits_root, split, "candidates", f"neg{negatives}")
-        ctr = None
+        ctr, ctr_histories = None, None
         ctr_dir = join(splits_root, ctr_split, "ctr", f"1to{ctr_ratio}")
         fs, ctr_path = open_fs(ctr_dir)
         if fs.exists(join(ctr_path, "train.parquet")):
             ctr = {part: read_ctr(join(ctr_dir, f"{part}.parquet")) for part in ("train", "valid", "test")}
+            ctr_split_frames = load_split(splits_root, ctr_split)
+            ctr_histories = {
+                "ctr_train": Histories.from_frames([ctr_split_frames.train], ds.n_users),
+                "ctr_train+valid": Histories.from_frames([ctr_split_frames.train, ctr_split_frames.valid], ds.n_users),
+            }
         if item_features is not None and item_features.shape[0] != ds.n_items:
             raise ValueError(f"item_features has {item_features.shape[0]} rows, dataset has {ds.n_items} items")
         return cls(
@@ -123,5 +135,5 @@ class ToolData:
             everything=Histories.from_frames([ds.interactions], ds.n_users),
             valid_candidates=read_candidates(join(candidates_dir, "valid.parquet")),
             test_candidates=read_candidates(join(candidates_dir, "test.parquet")),
-            ctr=ctr, item_features=item_features,
+            ctr=ctr, ctr_histories=ctr_histories, item_features=item_features,
         )

@@ -16,7 +16,7 @@ import pandas as pd
 
 from reasonrec.baselines import MostPopular
 from reasonrec.data.candidates import full_ranking_targets
-from reasonrec.metrics.ctr import ctr_metrics
+from reasonrec.metrics.ctr import auc, ctr_metrics
 from reasonrec.metrics.ranking import full_ranking_ranks, rank_of_target, ranking_metrics
 from reasonrec.tools.base import Tool
 from reasonrec.tools.data import ToolData
@@ -65,6 +65,13 @@ def evaluate_popularity(data: ToolData) -> dict[str, Any]:
     row: dict[str, Any] = {"tool": "most_popular", "task": "baseline"}
     row.update(_prefixed("sampled_", ranking_metrics(ranks, KS)))
     row.update(full_metrics(model, data))
+    if data.ctr is not None:
+        # AUC of "score = train count" on the CTR test rows, counted on the CTR split's own train part.
+        ctr_train = data.ctr["train"]
+        ctr_model = MostPopular().fit(ctr_train[ctr_train["label"] == 1], data.n_items)
+        test = data.ctr["test"]
+        scores = ctr_model.score(test["user_idx"].to_numpy(), test["item_idx"].to_numpy()[:, None]).ravel()
+        row["AUC"] = auc(test["label"].to_numpy(), scores / (scores.max() + 1.0))  # AUC only needs the order
     return row
 
 

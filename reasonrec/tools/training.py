@@ -31,11 +31,13 @@ def ranking_ranks(tool: "Tool", data: ToolData, part: str, scope: HistoryScope) 
     return rank_of_target(scores, frame["target_position"].to_numpy())
 
 
-def ctr_probabilities(tool: "Tool", data: ToolData, part: str, scope: HistoryScope) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) of a CTR tool on the CTR rows of `part`."""
+def ctr_probabilities(tool: "Tool", data: ToolData, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of a CTR tool on the CTR rows of `part`, with the CTR split's own histories
+    (train for 'valid', train + valid for 'test'), never the ranking split's."""
     if data.ctr is None:
         raise ValueError("this dataset has no CTR rows (prepare it with the random split and CTR negatives)")
     frame = data.ctr[part]
+    scope: HistoryScope = "ctr_train" if part in ("train", "valid") else "ctr_train+valid"
     queries = data.queries(frame["user_idx"].to_numpy(), scope, tool.cfg.max_len)
     logits = tool.score(queries, frame["item_idx"].to_numpy()[:, None]).ravel()
     return frame["label"].to_numpy(), 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
@@ -43,7 +45,7 @@ def ctr_probabilities(tool: "Tool", data: ToolData, part: str, scope: HistorySco
 
 def validation_metric(tool: "Tool", data: ToolData) -> tuple[str, float]:
     if tool.task == "ctr":
-        labels, probs = ctr_probabilities(tool, data, "valid", "train")
+        labels, probs = ctr_probabilities(tool, data, "valid")
         return "valid_AUC", auc(labels, probs)
     return "valid_NDCG@5", ndcg_at_k(ranking_ranks(tool, data, "valid", "train"), 5)
 
