@@ -11,9 +11,10 @@ import yaml
 from reasonrec.config import ConfigError, StrictModel, describe, load_config, parse_override
 from reasonrec.data.prepare_config import PrepareConfig
 from reasonrec.scoring import ScoreConfig
+from reasonrec.tools.train_config import TrainToolsConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SCHEMA_BY_FOLDER = {"prepare": PrepareConfig, "": ScoreConfig}
+SCHEMA_BY_FOLDER = {"prepare": PrepareConfig, "train_tools": TrainToolsConfig, "": ScoreConfig}
 
 
 def shipped_configs() -> list[Path]:
@@ -51,7 +52,7 @@ def test_config_header_shows_launch_command(path):
 
 
 def test_every_config_field_is_described():
-    for model in (PrepareConfig, ScoreConfig):
+    for model in (PrepareConfig, ScoreConfig, TrainToolsConfig):
         for line in describe(model):
             assert not line.endswith("— "), f"{model.__name__}: undocumented key {line}"
 
