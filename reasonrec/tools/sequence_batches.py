@@ -7,7 +7,8 @@ as its own example" augmentation does, at a fraction of the cost.
 
 Loss: cross-entropy of the next item over the whole catalogue (hidden state . every item vector), the
 same for every sequential tool so their comparison is fair; it is the strong modern choice for SASRec
-(Petrov & Macdonald, RecSys 2023: "gSASRec"/"SASRec+CE" beat the original binary loss by a wide margin).
+(Klenitskiy & Vasilev, RecSys 2023: SASRec with full cross-entropy beats its original one-negative binary
+loss by a wide margin, and BERT4Rec too).
 
 Scoring: a user is the encoder's output at the last position of their right-aligned history; an item's
 score is the dot product with its `ItemEncoder` vector, so full-catalogue scoring is one matmul.
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from pydantic import Field
 
 from reasonrec.tools.base import Tool, ToolConfig, history_tensor
@@ -163,13 +163,12 @@ class SequentialTool(Tool):
     """A Tool whose module is a `SequentialEncoder`: shared examples, batches, loss and scoring."""
 
     task = "sequential"
+    _examples: tuple[Histories, NextItemExamples] | None = None   # built once per training set
 
     def training_batches(self, data: ToolData, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        cached = getattr(self, "_examples", None)
-        if cached is None or cached[0] is not data.train:
-            cached = (data.train, next_item_examples(data.train, self.cfg.max_len))
-            self._examples = cached
-        yield from next_item_batches(cached[1], self.cfg.batch_size, self.n_items, rng)
+        if self._examples is None or self._examples[0] is not data.train:
+            self._examples = (data.train, next_item_examples(data.train, self.cfg.max_len))
+        yield from next_item_batches(self._examples[1], self.cfg.batch_size, self.n_items, rng)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.module(batch["inputs"])

@@ -15,14 +15,14 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def trained(synthetic_data) -> LightSANs:
-    tool = LightSANs(LightSANsConfig(seed=0), synthetic_data.n_users, synthetic_data.n_items)
+    tool = LightSANs(LightSANsConfig(seed=0, epochs=10), synthetic_data.n_users, synthetic_data.n_items)
     tool.fit(synthetic_data)
     return tool
 
 
 def test_beats_most_popular_on_synthetic(trained, synthetic_data):
     hr5, popularity = held_out_hr5(trained, synthetic_data)["HR@5"], popularity_hr5(synthetic_data)["HR@5"]
-    assert hr5 >= popularity + 0.08, (hr5, popularity)   # measured: 0.24 vs 0.04
+    assert hr5 >= popularity + 0.08, (hr5, popularity)   # measured: 0.22 vs 0.04 (10 epochs)
 
 
 def test_tool_contract(trained, synthetic_data, tmp_path):
@@ -30,10 +30,10 @@ def test_tool_contract(trained, synthetic_data, tmp_path):
 
 
 def test_content_variant_trains_scores_and_round_trips(synthetic_data, synthetic_features, tmp_path):
-    cfg = LightSANsConfig(use_content=True, epochs=2, seed=0)
+    cfg = LightSANsConfig(use_content=True, epochs=1, seed=0)
     tool = LightSANs(cfg, synthetic_data.n_users, synthetic_data.n_items, synthetic_features)
     history = tool.fit(synthetic_data)
-    assert len(history) == 3 and history[0]["loss"] > 0
+    assert len(history) == 2 and history[0]["loss"] > 0
     check_tool_contract(tool, synthetic_data, tmp_path / "lightsans_v")
 
 
@@ -58,9 +58,9 @@ def test_rejects_heads_that_do_not_divide_the_width():
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_beats_popularity_on_amazon_beauty(beauty_slice):
-    """Defaults, seed 0, capped at 12 epochs to bound the runtime. Measured on the 3,000-user slice:
-    HR@5 ~0.22 vs most-popular 0.19 (counts from train + valid)."""
-    tool = LightSANs(LightSANsConfig(seed=0, epochs=12), beauty_slice.n_users, beauty_slice.n_items)
+    """Defaults, seed 0, capped at 10 epochs to bound the runtime (early stopping picks epoch 8 either
+    way). Measured on the 3,000-user slice: HR@5 0.236 vs most-popular 0.188 (counts from train + valid)."""
+    tool = LightSANs(LightSANsConfig(seed=0, epochs=10), beauty_slice.n_users, beauty_slice.n_items)
     tool.fit(beauty_slice)
     hr5, popularity = held_out_hr5(tool, beauty_slice)["HR@5"], popularity_hr5(beauty_slice)["HR@5"]
     assert hr5 >= popularity + 0.015, (hr5, popularity)

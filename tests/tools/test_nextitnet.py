@@ -31,10 +31,10 @@ def test_tool_contract(trained, synthetic_data, tmp_path):
 
 
 def test_content_variant_trains_scores_and_round_trips(synthetic_data, synthetic_features, tmp_path):
-    cfg = NextItNetConfig(use_content=True, epochs=2, seed=0)
+    cfg = NextItNetConfig(use_content=True, epochs=1, seed=0)
     tool = NextItNet(cfg, synthetic_data.n_users, synthetic_data.n_items, synthetic_features)
     history = tool.fit(synthetic_data)
-    assert len(history) == 3 and history[0]["loss"] > 0
+    assert len(history) == 2 and history[0]["loss"] > 0
     check_tool_contract(tool, synthetic_data, tmp_path / "nextitnet_v")
 
 
@@ -59,7 +59,7 @@ def test_receptive_field_of_the_dilated_stack(dilations, receptive_field):
 @pytest.mark.slow
 def test_beats_popularity_on_amazon_beauty(beauty_slice):
     """Defaults, seed 0, capped at 12 epochs to bound the runtime. Measured on the 3,000-user slice:
-    HR@5 ~0.21 vs most-popular 0.19 (counts from train + valid)."""
+    HR@5 0.209 vs most-popular 0.188 (counts from train + valid)."""
     tool = NextItNet(NextItNetConfig(seed=0, epochs=12), beauty_slice.n_users, beauty_slice.n_items)
     tool.fit(beauty_slice)
     hr5, popularity = held_out_hr5(tool, beauty_slice)["HR@5"], popularity_hr5(beauty_slice)["HR@5"]
