@@ -55,7 +55,11 @@ def main() -> None:
             features = item_content_features(data.dataset)
         tool = tool_class(cfg, data.n_users, data.n_items, features if cfg.use_content else None)
         queries = data.queries(users, "all", cfg.max_len)
-        tool_seconds = timed(lambda: tool.topk(queries, args.k), args.repeats)
+        try:
+            tool_seconds = timed(lambda: tool.topk(queries, args.k), args.repeats)
+        except RuntimeError as err:  # e.g. LightGCN cannot score before its graph is built by fit()
+            results[name] = {"skipped": str(err)}
+            continue
 
         # The raw reference: the same [users, d] x [d, items] product and top-k, batched the same way.
         dim = cfg.embedding_dim

@@ -34,10 +34,11 @@ from reasonrec.tools.data import Queries, ToolData
 class LightGCNConfig(ToolConfig):
     n_layers: int = Field(2, ge=0, description="Propagation layers K (the paper uses 1-4; 0 is plain MF).")
     reg_weight: float = Field(1e-4, ge=0, description="L2 weight on the batch's layer-0 embeddings (paper's lambda).")
-    lr: float = Field(3e-3, gt=0, description="AdamW learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    lr: float = Field(1e-2, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.5, ge=0, description=(
+        "AdamW (decoupled) weight decay: shrinks rarely-updated embeddings, as for BPR-MF on sparse data."))
     batch_size: int = Field(1024, ge=1, description="BPR triples per step (each step propagates the whole graph).")
-    epochs: int = Field(100, ge=1, description="Upper bound on training epochs (early stopping usually ends sooner).")
+    epochs: int = Field(60, ge=1, description="Upper bound on training epochs (early stopping usually ends sooner).")
     patience: int = Field(5, ge=1, description="Epochs without a better validation metric before stopping.")
 
 

@@ -41,8 +41,8 @@ def tool(synthetic_data) -> BPRMF:
 def test_bpr_batches_cover_every_training_interaction_once(synthetic_data):
     batches = list(bpr_batches(synthetic_data, np.random.default_rng(0), batch_size=100))
     users, items = train_pairs(synthetic_data)
-    seen = sorted(zip(torch.cat([b["user"] for b in batches]).tolist(), torch.cat([b["pos"] for b in batches]).tolist()))
-    assert seen == sorted(zip(users.tolist(), items.tolist()))
+    drawn_users, drawn_items = (torch.cat([b[key] for b in batches]).tolist() for key in ("user", "pos"))
+    assert sorted(zip(drawn_users, drawn_items)) == sorted(zip(users.tolist(), items.tolist()))
     negatives = torch.cat([b["neg"] for b in batches])
     assert len(negatives) == len(users) and 0 <= negatives.min() and negatives.max() < synthetic_data.n_items
     assert all(len(b["user"]) <= 100 for b in batches)

@@ -145,4 +145,4 @@ def test_beats_most_popular_on_the_beauty_slice(beauty_slice):
     metrics, popular = sampled_metrics(tool, beauty_slice), popularity_hr5(beauty_slice)
     print(f"lightgcn beauty_slice HR@5 {metrics['HR@5']:.3f} NDCG@5 {metrics['NDCG@5']:.3f} vs most-popular "
           f"{popular:.3f} ({len(tool.fit_history) - 1} epochs)")
-    assert metrics["HR@5"] >= popular + 0.04
+    assert metrics["HR@5"] >= popular + 0.05
