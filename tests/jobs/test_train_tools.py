@@ -16,13 +16,15 @@ def test_trains_tools_in_parallel_and_writes_loadable_checkpoints(job, tmp_path)
     job("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={dataset}",
         "source.synthetic.n_users=300", "source.synthetic.n_items=200", "splits.protocols=[loo,random]",
         "candidates.ranking_negatives=[99]")
-    result = job("train_tools.py", "--dataset", str(dataset), "--tools", "bpr_mf,bpr_mf+v", "--out", str(out),
+    result = job("train_tools.py", "--dataset", str(dataset), "--tools", "bpr_mf,bpr_mf+v,dlrm", "--out", str(out),
                  "epochs=3", "cpus_per_tool=0.5")
     assert "| bpr_mf |" in result.stdout and "| most_popular |" in result.stdout
 
     metrics = json.loads((out / "metrics.json").read_text())
     rows = {row["tool"]: row for row in metrics["rows"]}
-    assert {"most_popular", "majority_vote", "bpr_mf", "bpr_mf+V"} <= set(rows)
+    assert {"most_popular", "majority_vote", "bpr_mf", "bpr_mf+V", "dlrm"} <= set(rows)
+    assert 0.0 < rows["dlrm"]["AUC"] < 1.0 and rows["dlrm"]["LogLoss"] > 0  # CTR tools: AUC/LogLoss only
+    assert "sampled_HR@5" not in rows["dlrm"]
     assert rows["bpr_mf"]["epochs"] <= 3 and 0 <= rows["bpr_mf"]["full_HR@5"] <= rows["bpr_mf"]["full_HR@10"] <= 1
     assert (out / "metrics.md").read_text().count("\n|") >= 5
 
