@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse
 import torch
 
-from reasonrec.baselines import MostPopular, evaluate_sampled
-from reasonrec.metrics.ranking import ranking_metrics
 from reasonrec.tools import TOOLS
 from reasonrec.tools.base import load_tool
 from reasonrec.tools.bpr_mf import BPRMF, BPRMFConfig, bpr_batches, train_pairs
-from reasonrec.tools.training import ranking_ranks
+from tests.tools.contract import (check_content_round_trip, check_scores_topk_and_confidence,
+                                  popularity_hr5, sampled_metrics)
 
 torch.set_num_threads(1)
 TOOLS.setdefault(BPRMF.name, BPRMF)
-
-
-def popularity_hr5(data) -> float:
-    return evaluate_sampled(MostPopular().fit(data.split.train, data.n_items), data.test_candidates, (5,))["HR@5"]
-
-
-def sampled_metrics(tool, data) -> dict[str, float]:
-    return ranking_metrics(ranking_ranks(tool, data, "test", "train+valid"), (5,))
 
 
 def fitted(data, features=None, **settings) -> BPRMF:
@@ -70,30 +60,12 @@ def test_save_load_round_trip_scores_identically(tool, synthetic_data, tmp_path)
 
 
 def test_scores_topk_and_confidence_have_the_documented_shapes(tool, synthetic_data):
-    queries = synthetic_data.queries(np.arange(30), "train+valid", tool.cfg.max_len)
-    candidates = np.random.default_rng(1).integers(0, tool.n_items, size=(30, 15))
-    scores = tool.score(queries, candidates)
-    assert scores.shape == (30, 15) and scores.dtype == np.float32 and np.isfinite(scores).all()
-    np.testing.assert_allclose(scores, np.take_along_axis(tool.score_all(queries), candidates, 1), rtol=1e-5, atol=1e-6)
-    exclude = scipy.sparse.csr_array((np.ones(30, dtype=bool), (np.arange(30), np.arange(30))),
-                                     shape=(synthetic_data.n_users, tool.n_items))
-    items, top_scores = tool.topk(queries, 7, exclude=exclude)
-    assert items.shape == top_scores.shape == (30, 7)
-    assert not (items == np.arange(30)[:, None]).any()
-    assert np.all(np.diff(top_scores, axis=1) <= 0)
-    confidence = tool.confidence(scores)
-    assert confidence.shape == (30,) and np.all((confidence >= 0) & (confidence <= 1))
+    check_scores_topk_and_confidence(tool, synthetic_data)
 
 
 def test_content_variant_trains_scores_and_round_trips(synthetic_data, synthetic_features, tmp_path):
     tool = fitted(synthetic_data, synthetic_features, use_content=True, epochs=3, seed=0)
-    assert tool.fit_history[-1]["best"]["valid_NDCG@5"] > 0
-    queries = synthetic_data.queries(np.arange(20), "train+valid", tool.cfg.max_len)
-    candidates = np.tile(np.arange(10), (20, 1))
-    scores = tool.score(queries, candidates)
-    assert scores.shape == (20, 10) and np.isfinite(scores).all()
-    loaded = load_tool(tool.save(tmp_path / "ckpt"), synthetic_features)
-    np.testing.assert_array_equal(loaded.score(queries, candidates), scores)
+    check_content_round_trip(tool, synthetic_data, synthetic_features, tmp_path)
 
 
 @pytest.mark.real_data
