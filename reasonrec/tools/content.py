@@ -73,6 +73,12 @@ class ItemEncoder(torch.nn.Module):
             self.register_buffer("item_features", item_features.float())
             self.content = torch.nn.Sequential(torch.nn.Linear(item_features.shape[1], hidden), torch.nn.GELU(),
                                                torch.nn.Linear(hidden, dim))
+            # The content term starts at zero, so a '+V' tool starts as its id model and learns how much the
+            # content should move each item. With the default init the MLP's output (std ~0.3 over raw pixels)
+            # swamped the 0.05-std id embeddings and made every item look alike: SASRec+V reached HR@5 0.066 vs
+            # 0.257 for SASRec on the 1,000-user synthetic set (12-epoch cap, seed 0); zero-initialised, 0.236.
+            torch.nn.init.zeros_(self.content[-1].weight)
+            torch.nn.init.zeros_(self.content[-1].bias)
 
     def forward(self, item_idx: torch.Tensor) -> torch.Tensor:
         vectors = self.ids(item_idx)
