@@ -1,75 +1,21 @@
-"""The shared CTR input layer and plumbing (reasonrec/tools/ctr_fields.py), plus the CTR evaluation helpers
-the per-model tests (test_dcnv2.py, test_xdeepfm.py, test_dlrm.py) share."""
+"""The shared CTR input layer and plumbing (reasonrec/tools/ctr_fields.py); the CTR contract checks the
+per-model tests share live in tests/tools/contract.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse
 import torch
 
-from reasonrec.metrics.ctr import auc, ctr_metrics, log_loss
 from reasonrec.tools import ctr_fields
 from reasonrec.tools.ctr_fields import (DENSE_FIELD, FIELD_NAMES, CTRFields, CTRTool, group_positives,
                                         prefix_histories, standardised)
-from reasonrec.tools.base import load_tool
-from reasonrec.tools.data import PAD, Histories, ToolData
+from reasonrec.tools.data import PAD, Histories
 from reasonrec.tools.training import ctr_probabilities
 
 torch.set_num_threads(1)
 
 HISTORY, LAST_ITEM, ITEM = FIELD_NAMES.index("history"), FIELD_NAMES.index("last_item"), FIELD_NAMES.index("item")
-
-
-# ------------------------------------------------------------------ helpers shared with the model tests
-
-def held_out_metrics(tool, data: ToolData) -> dict[str, float]:
-    """AUC and LogLoss on the CTR test rows, histories from train + valid."""
-    return ctr_metrics(*ctr_probabilities(tool, data, "test"))
-
-
-def popularity_auc(data: ToolData) -> float:
-    """Test AUC of scoring an item by how often it is a positive among the CTR train rows (what the models
-    train on). Counts over the ranking split's train part would include the CTR test positives themselves."""
-    train, test = data.ctr["train"], data.ctr["test"]
-    counts = np.bincount(train["item_idx"][train["label"] == 1], minlength=data.n_items)
-    return auc(test["label"].to_numpy(), counts[test["item_idx"].to_numpy()] / max(counts.max(), 1))
-
-
-def constant_log_loss(data: ToolData) -> float:
-    """Test LogLoss of always predicting the train click rate (0.2 for 1:4 negatives)."""
-    labels = data.ctr["test"]["label"].to_numpy()
-    return log_loss(labels, np.full(len(labels), data.ctr["train"]["label"].mean()))
-
-
-def check_scoring_interface(tool, data: ToolData) -> None:
-    """Logits for the fixed 1+99 test lists, top-k without seen items, confidence in [0, 1]."""
-    frame = data.test_candidates.head(25)
-    queries = data.queries(frame["user_idx"].to_numpy(), "train+valid", tool.cfg.max_len)
-    candidates = np.stack(frame["candidates"].to_numpy())
-    scores = tool.score(queries, candidates)
-    assert scores.shape == candidates.shape and np.isfinite(scores).all()
-    assert scores.std() > 0
-    seen = data.train_valid
-    owner = np.repeat(np.arange(data.n_users), seen.lengths())
-    exclude = scipy.sparse.csr_array((np.ones(len(owner), dtype=bool), (owner, seen.items)),
-                                     shape=(data.n_users, data.n_items))
-    items, top_scores = tool.topk(queries, 5, exclude=exclude)
-    assert items.shape == top_scores.shape == (len(frame), 5)
-    assert not exclude[np.repeat(queries.user_idx, 5), items.ravel()].any(), "top-k must skip seen items"
-    assert (np.diff(top_scores, axis=1) <= 0).all()
-    confidence = tool.confidence(scores)
-    assert confidence.shape == (len(frame),) and ((confidence >= 0) & (confidence <= 1)).all()
-
-
-def check_round_trip(tool, data: ToolData, folder) -> None:
-    """save -> load_tool (content features, if any, restored from the weights) scores identically."""
-    loaded = load_tool(tool.save(folder))
-    assert type(loaded) is type(tool) and loaded.cfg == tool.cfg
-    frame = data.ctr["test"].head(500)
-    queries = data.queries(frame["user_idx"].to_numpy(), "train+valid", tool.cfg.max_len)
-    candidates = frame["item_idx"].to_numpy()[:, None]
-    np.testing.assert_array_equal(loaded.score(queries, candidates), tool.score(queries, candidates))
 
 
 def tiny_fields(n_users=3, n_items=10, dim=4, features=None, with_linear=False) -> CTRFields:

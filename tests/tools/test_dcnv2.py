@@ -9,7 +9,7 @@ import torch
 from reasonrec.tools import TOOLS
 from reasonrec.tools.ctr_fields import CTRInputs
 from reasonrec.tools.dcnv2 import DCNv2, DCNv2Head, CrossNetworkV2
-from tests.tools.test_ctr_fields import (check_round_trip, check_scoring_interface, constant_log_loss,
+from tests.tools.contract import (check_round_trip, check_scoring_interface, constant_log_loss,
                                          held_out_metrics, popularity_auc)
 
 torch.set_num_threads(1)

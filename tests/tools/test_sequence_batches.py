@@ -1,24 +1,15 @@
 """Shared sequential machinery: next-item windows, batches, the loss, and the encoder contract every
 sequential tool relies on (causal, blind to padding, so scores never depend on batch company; learns order).
-
-The helpers at the top (`held_out_hr5`, `popularity_hr5`, `check_tool_contract`) are shared with
-test_sasrec.py, test_lightsans.py and test_nextitnet.py.
+The per-tool contract checks live in tests/tools/contract.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from reasonrec.baselines import MostPopular, evaluate_sampled
-from reasonrec.metrics import ranking_metrics, seen_matrix
-from reasonrec.tools import load_tool
-from reasonrec.tools.base import Tool
 from reasonrec.tools.data import PAD, Histories, Queries, ToolData
 from reasonrec.tools.gru4rec import GRU4Rec
 from reasonrec.tools.lightsans import LightSANs
@@ -26,54 +17,11 @@ from reasonrec.tools.nextitnet import NextItNet
 from reasonrec.tools.sasrec import SASRec
 from reasonrec.tools.sequence_batches import (IGNORE_TARGET, next_item_batches, next_item_examples,
                                               next_item_loss, trim_left_padding)
-from reasonrec.tools.training import ranking_ranks
 from tests.tools.conftest import prepared
+from tests.tools.contract import popularity_metrics, sampled_metrics
 
 torch.set_num_threads(1)
 SEQUENTIAL_TOOLS = (SASRec, LightSANs, NextItNet, GRU4Rec)
-
-
-# --------------------------------------------------------------------------------------------- shared helpers
-
-def held_out_hr5(tool: Tool, data: ToolData) -> dict[str, float]:
-    """HR@5/NDCG@5 on the fixed 1+99 test lists, histories = train + valid (what a deployed tool sees)."""
-    return ranking_metrics(ranking_ranks(tool, data, "test", "train+valid"), ks=(5,))
-
-
-def popularity_hr5(data: ToolData) -> dict[str, float]:
-    """Most-popular on the same lists, counting train + valid: the same interactions the tools see at test."""
-    seen = pd.concat([data.split.train, data.split.valid], ignore_index=True)
-    return evaluate_sampled(MostPopular().fit(seen, data.n_items), data.test_candidates, ks=(5,))
-
-
-def check_tool_contract(tool: Tool, data: ToolData, folder: Path, n_queries: int = 40) -> None:
-    """Scores, full-catalogue scores, top-k with exclusion, confidence, and an exact save/load round trip."""
-    from reasonrec.tools import TOOLS
-    TOOLS.setdefault(tool.name, type(tool))   # the lead registers the class in reasonrec/tools/__init__.py
-    frame = data.test_candidates.iloc[:n_queries]
-    candidates = np.stack(frame["candidates"].to_numpy()).astype(np.int64)
-    queries = data.queries(frame["user_idx"].to_numpy(), "train+valid", tool.cfg.max_len)
-
-    scores = tool.score(queries, candidates)
-    assert scores.shape == candidates.shape and scores.dtype == np.float32 and np.isfinite(scores).all()
-    every_item = tool.score_all(queries)
-    assert every_item.shape == (len(queries), data.n_items)
-    np.testing.assert_allclose(np.take_along_axis(every_item, candidates, axis=1), scores, rtol=1e-4, atol=1e-4)
-
-    train = data.split.train
-    seen = seen_matrix(train["user_idx"].to_numpy(), train["item_idx"].to_numpy(), data.n_users, data.n_items)
-    items, top_scores = tool.topk(queries, 10, exclude=seen)
-    assert items.shape == top_scores.shape == (len(queries), 10)
-    assert (np.diff(top_scores, axis=1) <= 0).all()
-    assert not np.take_along_axis(seen[queries.user_idx].toarray(), items, axis=1).any()
-
-    confidence = tool.confidence(scores)
-    assert confidence.shape == (len(queries),) and ((confidence >= 0) & (confidence <= 1)).all()
-
-    tool.save(folder)
-    loaded = load_tool(folder)
-    assert type(loaded) is type(tool) and loaded.cfg == tool.cfg
-    np.testing.assert_array_equal(loaded.score(queries, candidates), scores)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +141,7 @@ def test_scores_do_not_depend_on_batch_company(tool_class):
 def test_every_sequential_tool_learns_item_order(tool_class, chain_data):
     tool = tool_class(tool_class.config_class(epochs=8, seed=0), chain_data.n_users, chain_data.n_items)
     tool.fit(chain_data)
-    hr5, popularity = held_out_hr5(tool, chain_data)["HR@5"], popularity_hr5(chain_data)["HR@5"]
+    hr5, popularity = sampled_metrics(tool, chain_data)["HR@5"], popularity_metrics(chain_data)["HR@5"]
     assert popularity < 0.15
     assert hr5 >= 0.6, (tool.name, hr5, popularity)   # measured: sasrec, lightsans, gru4rec 0.85; nextitnet 0.81
 
