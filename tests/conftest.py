@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data lives, and a skip with a reason when it does not."""
+"""Shared fixtures: where the real data lives (and a skip with a reason when it does not), the jobs' CLI,
+and a real S3 endpoint (a moto server on 127.0.0.1, bucket rr-test)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,21 @@ def run_job(script: str, *args: str, timeout: float = 600, check: bool = True,
 def job():
     """The real job CLIs: job("prepare_data.py", "--source", "synthetic", ...)."""
     return run_job
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """A moto S3 server on 127.0.0.1 with bucket rr-test; AWS_* env points s3fs/boto3 at it for this test."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="rr-test")
+    yield endpoint
+    server.stop()

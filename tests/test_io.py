@@ -5,27 +5,11 @@ from __future__ import annotations
 import os
 
 import boto3
-import pytest
-from moto.server import ThreadedMotoServer
 
 from reasonrec.data.candidates import read_candidates
 from reasonrec.data.schema import Dataset
 from reasonrec.data.splits import load_split
 from reasonrec.io import join, open_fs
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="rr-test")
-    yield endpoint
-    server.stop()
 
 
 def test_open_fs_local_and_join(tmp_path):

@@ -1,0 +1,80 @@
+"""Templates: 10 paraphrases per task with exactly the task's slots, clean rendering, deterministic choice."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from reasonrec.vlm.templates import (EMPTY_HISTORY, N_TEMPLATES, SLOTS, TEMPLATES, ItemText, TemplateMixture,
+                                     render, template_slots)
+
+SLOT_VALUES = {"images": "<image><image>", "history": "<item_1> Heat <item_2> Up", "eh": "0.42",
+               "candidates": "<item_3> <item_4>", "item": "<item_5> Fargo", "tool_outputs": ""}
+
+
+@pytest.mark.parametrize("task", sorted(TEMPLATES))
+def test_ten_distinct_templates_with_exactly_the_task_slots(task):
+    templates = TEMPLATES[task]
+    assert len(templates) == N_TEMPLATES == len(set(templates))
+    for template in templates:
+        assert template_slots(template) == set(SLOTS[task]), template
+        assert "evidence horizon" in template.lower()
+
+
+@pytest.mark.parametrize("task", sorted(TEMPLATES))
+def test_render_fills_every_slot_and_leaves_no_gaps(task):
+    slots = {name: SLOT_VALUES[name] for name in SLOTS[task]}
+    for template_id in range(N_TEMPLATES):
+        text = render(task, template_id, **slots)
+        assert "{" not in text and "  " not in text and text == text.strip()
+        assert "0.42" in text and "<item_1> Heat <item_2> Up" in text
+        assert text.count("<image>") == 2
+
+
+def test_render_keeps_braces_in_values_and_rejects_bad_slots():
+    slots = {name: SLOT_VALUES[name] for name in SLOTS["sequential"]}
+    slots["history"] = "<item_1> {eh} {0} weird title"
+    assert "<item_1> {eh} {0} weird title" in render("sequential", 0, **slots)
+    with pytest.raises(ValueError, match="missing"):
+        render("sequential", 0, **{k: v for k, v in slots.items() if k != "eh"})
+    with pytest.raises(ValueError, match="unknown"):
+        render("sequential", 0, **slots, candidates="<item_1>")
+    with pytest.raises(ValueError):
+        render("sequential", N_TEMPLATES, **slots)
+    with pytest.raises(ValueError):
+        render("summary", 0, **slots)
+
+
+def test_template_mixture_is_deterministic_and_spread_single_is_always_zero():
+    keys = [f"train/{u}/{p}" for u in range(300) for p in range(3)]
+    mixture = TemplateMixture("mixture", seed=0)
+    ids = [mixture.pick("direct", k) for k in keys]
+    assert ids == [TemplateMixture("mixture", seed=0).pick("direct", k) for k in keys]
+    counts = Counter(ids)
+    assert set(counts) == set(range(N_TEMPLATES))
+    assert max(counts.values()) < 2 * len(keys) / N_TEMPLATES  # roughly uniform (expected 90 each)
+    assert ids != [TemplateMixture("mixture", seed=1).pick("direct", k) for k in keys]
+    assert ids != [mixture.pick("ctr", k) for k in keys]  # the task is part of the hash
+    assert {TemplateMixture("single", seed=3).pick("ctr", k) for k in keys} == {0}
+    with pytest.raises(ValueError):
+        TemplateMixture("random")
+
+
+def test_item_text_truncates_titles_and_picks_recent_items_and_images():
+    titles = ["Toy Story (1995)", "A very long film title that goes on", "Heat", "Up", "Fargo"]
+    has_image = np.array([True, False, True, True, False])
+    text = ItemText(titles, has_image, title_max_chars=12)
+    assert text.titles[0] == "Toy Story"        # word boundary in the second half of the budget
+    assert text.titles[1] == "A very long"
+    assert text.item(2) == "<item_2> Heat"
+    history = np.array([0, 1, 2, 3, 4])
+    assert text.history(history, 2) == "<item_3> Up <item_4> Fargo"
+    assert text.history(history[:0], 10) == EMPTY_HISTORY
+    assert text.history(history, 0) == EMPTY_HISTORY
+    assert text.images(history, 2) == ("<image><image>", [2, 3])    # the two most recent with an image
+    assert text.images(history, 5) == ("<image>" * 3, [0, 2, 3])    # oldest first, like the history
+    assert text.images(history, 0) == ("", [])
+    assert ItemText.candidates([7, 3]) == "<item_7> <item_3>"
+    assert ItemText(["Alongwordwithoutspaces"], np.array([False]), 8).titles == ["Alongwor"]
