@@ -76,5 +76,6 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[str]:
             lines.extend(describe(annotation, f"{prefix}{name}."))
             continue
         type_name = getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
-        lines.append(f"{prefix}{name}: {type_name} = {field.default!r} — {field.description or ''}")
+        default = field.get_default(call_default_factory=True)  # default_factory fields show their value
+        lines.append(f"{prefix}{name}: {type_name} = {default!r} — {field.description or ''}")
     return lines
