@@ -31,7 +31,7 @@ class ToolOutputs:
     names: list[str]
     usable: np.ndarray      # bool [n, T]
     top_items: np.ndarray   # int64 [n, T, m]: best first; -1 for CTR tools
-    confidence: np.ndarray  # float64 [n, T]: ranking = `_scale_free_confidence`; CTR = max(p, 1 - p)
+    confidence: np.ndarray  # float64 [n, T]: ranking = `scale_free_confidence`; CTR = max(p, 1 - p)
     click: np.ndarray       # float64 [n, T]: p(click) of CTR tools, NaN for ranking tools
 
     def usable_share(self) -> np.ndarray:
@@ -87,7 +87,7 @@ def label_ranking(tools: dict[str, Tool], user_idx: np.ndarray, histories: Seque
             best = _top(scores, width)
             usable[rows, col] = (best[:, :k] == targets[rows, None]).any(axis=1)
             top_items[rows, col, :min(m, width)] = best[:, :m]
-            confidence[rows, col] = _scale_free_confidence(np.take_along_axis(scores, best[:, :k], axis=1))
+            confidence[rows, col] = scale_free_confidence(np.take_along_axis(scores, best[:, :k], axis=1))
     return ToolOutputs(names, usable, top_items, confidence, np.full((n, len(names)), np.nan))
 
 
@@ -147,7 +147,7 @@ def show_outputs(outputs: ToolOutputs, row: int, columns: list[int], noisy: list
     return f"{TOOL_HINTS} {'; '.join(parts)}." if parts else ""
 
 
-def _scale_free_confidence(top_scores: np.ndarray) -> np.ndarray:
+def scale_free_confidence(top_scores: np.ndarray) -> np.ndarray:
     """Tool.confidence over the tool's own top-k, with the scores divided by their spread there.
 
     Raw margins depend on each tool's score scale: over the full catalogue (or even the top-10 of raw dot
