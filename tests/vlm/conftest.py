@@ -13,6 +13,7 @@ from reasonrec.tools import TOOLS
 from reasonrec.tools.base import Tool, ToolConfig
 from reasonrec.tools.data import ToolData
 from reasonrec.vlm.instructions import read_split_evidence
+from tests.vlm.conftest_model import tiny_model, tiny_vlm, toy_images  # noqa: F401  (model-side fixtures)
 
 
 class LowIdTool(Tool):
