@@ -26,7 +26,7 @@ def supervised_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled positions (what model(**batch).loss returns)."""
     llava = unwrap(model)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    hidden = llava.model(**inputs).last_hidden_state            # [B, T, H]
+    hidden = llava.model(**inputs, use_cache=False).last_hidden_state            # [B, T, H]
     targets = batch["labels"][:, 1:]                            # position t predicts token t + 1
     keep = targets != IGNORE_INDEX
     logits = llava.lm_head(hidden[:, :-1][keep])                # [n_supervised, vocab]
