@@ -216,14 +216,19 @@ class VLMScorer:
     def _dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
 
-    def _prefix_pass(self, rows: list[list[int]], pixel_values: torch.Tensor | None):
-        """Left-padded prompt pass; logits [B, V] at each row's last token, the cache and the mask."""
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), each row right-aligned: the last prompt token sits in the last column."""
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             input_ids[i, width - len(r):] = torch.tensor(r)
             mask[i, width - len(r):] = 1
+        return input_ids, mask
+
+    def _prefix_pass(self, rows: list[list[int]], pixel_values: torch.Tensor | None):
+        """Left-padded prompt pass; logits [B, V] at each row's last token, the cache and the mask."""
+        input_ids, mask = self._left_pad(rows)
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
         kwargs = {}
         if pixel_values is not None:
@@ -254,12 +259,7 @@ class VLMScorer:
     def _generate(self, prefixes: list[list[int]], pixel_values, max_new_tokens: int) -> list[str]:
         was_training = self.model.training
         self.model.eval()
-        width = max(len(p) for p in prefixes)
-        input_ids = torch.full((len(prefixes), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prefixes), width), dtype=torch.long)
-        for i, p in enumerate(prefixes):
-            input_ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
+        input_ids, mask = self._left_pad(prefixes)
         kwargs = {}
         if pixel_values is not None:
             kwargs["pixel_values"] = pixel_values.to(self.device, self._dtype())
@@ -273,7 +273,7 @@ class VLMScorer:
             self.model.train(was_training)
         drop = {self.pad_id, tok.eos_token_id, tok.bos_token_id}
         texts = []
-        for row in out[:, width:].cpu().tolist():
+        for row in out[:, input_ids.shape[1]:].cpu().tolist():
             if tok.eos_token_id in row:
                 row = row[:row.index(tok.eos_token_id)]
             texts.append(tok.decode([t for t in row if t not in drop], skip_special_tokens=False).strip())

@@ -16,39 +16,34 @@ from reasonrec.vlm.instructions import read_split_evidence
 from tests.vlm.conftest_model import tiny_model, tiny_vlm, toy_images  # noqa: F401  (model-side fixtures)
 
 
-class LowIdTool(Tool):
+class FixedRuleTool(Tool):
+    """A tool with no weights whose scores follow a rule, so its answers are known by hand."""
+
+    def build(self, item_features):
+        return torch.nn.Identity()
+
+    def training_batches(self, data, rng):
+        return iter(())
+
+    def loss(self, batch):
+        raise NotImplementedError
+
+
+class LowIdTool(FixedRuleTool):
     """A 'sequential' tool that prefers low item indices (score = -item): its top-k is known by hand."""
 
     name = "low_id"
     task = "sequential"
 
-    def build(self, item_features):
-        return torch.nn.Identity()
-
-    def training_batches(self, data, rng):
-        return iter(())
-
-    def loss(self, batch):
-        raise NotImplementedError
-
     def score_candidates(self, queries, candidates):
         return -candidates.float()
 
 
-class ParityTool(Tool):
+class ParityTool(FixedRuleTool):
     """A CTR tool that predicts a click on even items only (logit +1 / -1)."""
 
     name = "parity"
     task = "ctr"
-
-    def build(self, item_features):
-        return torch.nn.Identity()
-
-    def training_batches(self, data, rng):
-        return iter(())
-
-    def loss(self, batch):
-        raise NotImplementedError
 
     def score_candidates(self, queries, candidates):
         return torch.where(candidates % 2 == 0, 1.0, -1.0)
