@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse
+import torch
 
 from reasonrec.baselines import MostPopular, evaluate_sampled
 from reasonrec.metrics.ctr import auc, ctr_metrics, log_loss
@@ -41,6 +42,23 @@ def check_scores_topk_and_confidence(tool: Tool, data: ToolData) -> None:
     assert np.all(np.diff(top_scores, axis=1) <= 0)
     confidence = tool.confidence(scores)
     assert confidence.shape == (30,) and np.all((confidence >= 0) & (confidence <= 1))
+
+
+def check_same_weights(first: Tool, second: Tool) -> None:
+    """Two fits with the same seed end with identical weights (training is deterministic)."""
+    for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def check_save_load_scores(tool: Tool, data: ToolData, folder) -> Tool:
+    """save -> load_tool gives the same class and config, and identical scores and top-5; returns the copy."""
+    queries = data.queries(np.arange(50), "train+valid", tool.cfg.max_len)
+    candidates = np.random.default_rng(0).integers(0, tool.n_items, size=(50, 20))
+    loaded = load_tool(tool.save(folder))
+    assert type(loaded) is type(tool) and loaded.cfg == tool.cfg
+    np.testing.assert_array_equal(loaded.score(queries, candidates), tool.score(queries, candidates))
+    np.testing.assert_array_equal(loaded.topk(queries, 5)[0], tool.topk(queries, 5)[0])
+    return loaded
 
 
 def check_content_round_trip(tool: Tool, data: ToolData, features: np.ndarray, tmp_path):

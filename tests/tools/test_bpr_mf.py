@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from reasonrec.tools import TOOLS
-from reasonrec.tools.base import load_tool
 from reasonrec.tools.bpr_mf import BPRMF, BPRMFConfig, bpr_batches, train_pairs
-from tests.tools.contract import (check_content_round_trip, check_scores_topk_and_confidence,
-                                  popularity_hr5, sampled_metrics)
+from tests.tools.contract import (check_content_round_trip, check_same_weights, check_save_load_scores,
+                                  check_scores_topk_and_confidence, popularity_hr5, sampled_metrics)
 
 torch.set_num_threads(1)
 TOOLS.setdefault(BPRMF.name, BPRMF)
@@ -45,18 +44,11 @@ def test_beats_most_popular_on_synthetic(tool, synthetic_data):
 
 
 def test_training_is_deterministic_for_a_seed(synthetic_data):
-    first, second = (fitted(synthetic_data, seed=1, epochs=2) for _ in range(2))
-    for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values()):
-        assert torch.equal(a, b)
+    check_same_weights(*(fitted(synthetic_data, seed=1, epochs=2) for _ in range(2)))
 
 
 def test_save_load_round_trip_scores_identically(tool, synthetic_data, tmp_path):
-    queries = synthetic_data.queries(np.arange(50), "train+valid", tool.cfg.max_len)
-    candidates = np.random.default_rng(0).integers(0, tool.n_items, size=(50, 20))
-    loaded = load_tool(tool.save(tmp_path / "ckpt"))
-    assert isinstance(loaded, BPRMF) and loaded.cfg == tool.cfg
-    np.testing.assert_array_equal(loaded.score(queries, candidates), tool.score(queries, candidates))
-    np.testing.assert_array_equal(loaded.topk(queries, 5)[0], tool.topk(queries, 5)[0])
+    check_save_load_scores(tool, synthetic_data, tmp_path / "ckpt")
 
 
 def test_scores_topk_and_confidence_have_the_documented_shapes(tool, synthetic_data):

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from reasonrec.tools import TOOLS, bpr_mlp
-from reasonrec.tools.base import load_tool
 from reasonrec.tools.bpr_mlp import BPRMLP, BPRMLPConfig
-from tests.tools.contract import (check_content_round_trip, check_scores_topk_and_confidence,
-                                  popularity_hr5, sampled_metrics)
+from tests.tools.contract import (check_content_round_trip, check_same_weights, check_save_load_scores,
+                                  check_scores_topk_and_confidence, popularity_hr5, sampled_metrics)
 
 torch.set_num_threads(1)
 TOOLS.setdefault(BPRMLP.name, BPRMLP)
@@ -52,18 +51,11 @@ def test_chunked_full_catalogue_scores_equal_candidate_scores(tool, synthetic_da
 
 
 def test_training_is_deterministic_for_a_seed(synthetic_data):
-    first, second = (fitted(synthetic_data, seed=1, epochs=2) for _ in range(2))
-    for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values()):
-        assert torch.equal(a, b)
+    check_same_weights(*(fitted(synthetic_data, seed=1, epochs=2) for _ in range(2)))
 
 
 def test_save_load_round_trip_scores_identically(tool, synthetic_data, tmp_path):
-    queries = synthetic_data.queries(np.arange(50), "train+valid", tool.cfg.max_len)
-    candidates = np.random.default_rng(0).integers(0, tool.n_items, size=(50, 20))
-    loaded = load_tool(tool.save(tmp_path / "ckpt"))
-    assert isinstance(loaded, BPRMLP) and loaded.cfg == tool.cfg
-    np.testing.assert_array_equal(loaded.score(queries, candidates), tool.score(queries, candidates))
-    np.testing.assert_array_equal(loaded.topk(queries, 5)[0], tool.topk(queries, 5)[0])
+    check_save_load_scores(tool, synthetic_data, tmp_path / "ckpt")
 
 
 def test_scores_topk_and_confidence_have_the_documented_shapes(tool, synthetic_data):

@@ -13,8 +13,8 @@ from reasonrec.tools import TOOLS
 from reasonrec.tools.base import load_tool
 from reasonrec.tools.retrieval import build_index, retrieve
 from reasonrec.tools.two_tower import TwoTower, TwoTowerConfig
-from tests.tools.contract import (check_content_round_trip, check_scores_topk_and_confidence,
-                                  popularity_hr5, sampled_metrics)
+from tests.tools.contract import (check_content_round_trip, check_same_weights, check_save_load_scores,
+                                  check_scores_topk_and_confidence, popularity_hr5, sampled_metrics)
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
@@ -41,9 +41,7 @@ def test_beats_most_popular_on_synthetic(tool, synthetic_data):
 
 
 def test_training_is_deterministic_for_a_seed(synthetic_data):
-    first, second = (fitted(synthetic_data, seed=1, epochs=2) for _ in range(2))
-    for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values()):
-        assert torch.equal(a, b)
+    check_same_weights(*(fitted(synthetic_data, seed=1, epochs=2) for _ in range(2)))
 
 
 def test_training_histories_are_the_users_items_just_before_the_positive(tool, synthetic_data):
@@ -76,11 +74,7 @@ def test_vectors_give_the_scores_and_faiss_retrieves_the_tools_topk(tool, synthe
 
 
 def test_save_load_round_trip_scores_identically(tool, synthetic_data, tmp_path):
-    queries = synthetic_data.queries(np.arange(50), "train+valid", tool.cfg.max_len)
-    candidates = np.random.default_rng(0).integers(0, tool.n_items, size=(50, 20))
-    loaded = load_tool(tool.save(tmp_path / "ckpt"))
-    assert isinstance(loaded, TwoTower) and loaded.cfg == tool.cfg
-    np.testing.assert_array_equal(loaded.score(queries, candidates), tool.score(queries, candidates))
+    loaded = check_save_load_scores(tool, synthetic_data, tmp_path / "ckpt")
     np.testing.assert_array_equal(loaded.item_vectors(), tool.item_vectors())
 
 
