@@ -12,9 +12,11 @@ from reasonrec.config import ConfigError, StrictModel, describe, load_config, pa
 from reasonrec.data.prepare_config import PrepareConfig
 from reasonrec.scoring import ScoreConfig
 from reasonrec.tools.train_config import TrainToolsConfig
+from reasonrec.vlm.train_config import TrainVLMConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SCHEMA_BY_FOLDER = {"prepare": PrepareConfig, "train_tools": TrainToolsConfig, "": ScoreConfig}
+SCHEMA_BY_FOLDER = {"prepare": PrepareConfig, "train_tools": TrainToolsConfig, "train_vlm": TrainVLMConfig,
+                    "": ScoreConfig}
 
 
 def shipped_configs() -> list[Path]:

@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reasonrec.config import load_config
 from reasonrec.data.candidates import read_candidates
+from reasonrec.data.prepare import prepare
+from reasonrec.data.prepare_config import PrepareConfig
 from reasonrec.io import join
 from reasonrec.tools.data import ToolData
 from reasonrec.vlm.instruction_config import InstructionConfig
@@ -238,12 +241,15 @@ def test_prompts_stay_short(built):
             assert stats["pieces_max"] < 160, (part, task, stats)
 
 
-def test_real_movielens_slice():
-    """ml-latest-small as prepared in artifacts/ (no tools): counts, no leaks, prompt lengths."""
-    root = REPO_ROOT / "artifacts" / "datasets" / "ml-latest-small"
-    if not (root / "manifest.json").exists():
-        pytest.skip("artifacts/datasets/ml-latest-small is not prepared")
-    data = ToolData.load(str(root))
+@pytest.mark.real_data
+def test_real_movielens_slice(shared_data, tmp_path):
+    """ml-latest-small with posters, prepared from ../shared/data (no tools): counts, no leaks, prompt lengths."""
+    cfg_path = REPO_ROOT / "configs" / "prepare" / "ml-latest-small.yaml"
+    prepare(load_config(PrepareConfig, cfg_path, [
+        f"out={tmp_path / 'ml'}", "splits.protocols=[loo]",
+        f"source.path={shared_data / 'ml-latest-small'}",
+        f"source.images={shared_data / 'movielens-posters' / 'posters'}"]))
+    data = ToolData.load(str(tmp_path / "ml"))
     evidence = read_split_evidence(data)
     cfg = CFG.model_copy(update={"tasks": ["sequential", "direct", "explanation"]})
     for part in ("train", "test"):
