@@ -1,12 +1,21 @@
-"""Nightly scoring: write a recommendation table for every user of a prepared dataset.
+"""Nightly scoring: a routed recommendation table for every user of a prepared dataset (issue 5).
 
-    python jobs/score.py                                   # local Ray, embedded dataset (prepared if absent)
-    python jobs/score.py --config configs/score.yaml k=20 run_date=2026-11-21
-    ray start --head && ray job submit --working-dir . -- python jobs/score.py dataset=artifacts/datasets/ml-latest-small
+    python jobs/score.py                                   # local Ray; embedded dataset, tools, VLM made if absent
+    python jobs/score.py --config configs/score/ml-latest-small.yaml run_date=2026-11-21
+    ray start --head && RAY_AUTH_MODE=token ray job submit --working-dir . -- \
+        python jobs/score.py --config configs/score/ml-latest-small.yaml out=s3://bucket/recs
 
-Reads the users, scores them in a Ray Data actor pool, writes Parquet under <out>/run_date=YYYY-MM-DD/ through
-a staging folder that is renamed into place only when complete, and writes a run summary beside it.
-Today's model is the most-popular baseline; the router (tools, VLM) plugs in behind the same actor.
+Pipeline (Ray Data, streaming, bounded memory):
+
+    read_parquet(users) ─▶ CandidateScorer actors (CPU): faiss retrieval + every tool's candidate scores
+      ─▶ RouterScorer actors (GPU when present): route; VLM first pass; refine pass for high-risk users
+      ─▶ write_batch tasks: Parquet parts (+ quarantined users) into a staging folder
+    then the staging folder is committed atomically as <out>/run_date=YYYY-MM-DD/ (reasonrec/publish.py) and a
+    run summary (rows, users, route shares, per-route latency percentiles, throughput, quarantine) is written.
+
+A killed run leaves last night's partition untouched; rerunning a date replaces it (same rows: every choice
+is seeded). Actors restart and their batches are retried (Ray Data's defaults); a retried write overwrites
+its own part file, so no row is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -15,107 +24,192 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import numpy as np
 import ray
 
-from actors.scoring import RecommenderActor
-from reasonrec.baselines import MostPopular, evaluate_sampled
+from actors.recommend import CandidateScorer, RouterScorer, write_batch
 from reasonrec.cli import job_parser, resolve_config
-from reasonrec.data.candidates import read_candidates
-from reasonrec.data.schema import Dataset
-from reasonrec.data.splits import load_split
 from reasonrec.io import join, open_fs
-from reasonrec.scoring import OUTPUT_COLUMNS, PopularityRecommender, ScoreConfig
+from reasonrec.publish import Publication
+from reasonrec.recommend.bundle import model_version, resolve_router
+from reasonrec.router.policy import ROUTES
+from reasonrec.scoring import ScoreConfig
+
+JOBS = Path(__file__).resolve().parent
 
 
 # ----------------------------------------------------------------------------------------------------- setup
 
-def ensure_dataset(cfg: ScoreConfig) -> Dataset:
-    """The dataset to score; on a fresh laptop, prepare the embedded one first (cached afterwards)."""
-    fs, path = open_fs(cfg.dataset)
-    if not fs.exists(join(path, "manifest.json")):
-        if cfg.prepare_config is None:
-            raise SystemExit(f"dataset {cfg.dataset} is not prepared and prepare_config is null")
-        print(f"[score] {cfg.dataset} not found: preparing it with {cfg.prepare_config}", flush=True)
-        subprocess.run([sys.executable, str(Path(__file__).with_name("prepare_data.py")),
-                        "--config", cfg.prepare_config, f"out={cfg.dataset}"], check=True)
-    return Dataset.load(cfg.dataset)
+def run_job(script: str, config: str, overrides: list[str]) -> None:
+    print(f"[score] running jobs/{script} --config {config} {' '.join(overrides)}", flush=True)
+    subprocess.run([sys.executable, str(JOBS / script), "--config", config, *overrides], check=True)
 
 
-def offline_check(cfg: ScoreConfig, ds: Dataset) -> dict:
-    """Tonight's model, fitted on the eval split's train part, on its fixed test candidates (not train data)."""
-    split = load_split(join(cfg.dataset, "splits"), cfg.eval_split)
-    candidates = read_candidates(join(cfg.dataset, "splits", cfg.eval_split, "candidates",
-                                      f"neg{cfg.eval_negatives}", "test.parquet"))
-    model = MostPopular().fit(split.train, ds.n_items)
-    metrics = evaluate_sampled(model, candidates, ks=(5, 10))
-    return {"split": cfg.eval_split, "protocol": f"1+{cfg.eval_negatives}", "users": len(candidates), **metrics}
+def exists(uri: str) -> bool:
+    fs, path = open_fs(uri)
+    return fs.exists(path)
+
+
+def ensure_artifacts(cfg: ScoreConfig) -> None:
+    """Dataset -> tools -> VLM -> policy, each made by its own job only when absent (cached afterwards)."""
+    rec, boot = cfg.recommend, cfg.bootstrap
+    steps = [(join(rec.dataset, "manifest.json"), "prepare_data.py", boot.prepare_config, [f"out={rec.dataset}"])]
+    vlm_trained = rec.vlm_dir is not None and exists(join(rec.vlm_dir, "model", "reasonrec.json"))
+    if rec.tools_dir is not None or not vlm_trained:  # else: the tools the VLM run was trained with
+        tools_out = [f"out={rec.tools_dir}"] if rec.tools_dir else []  # null: the train_tools config's out
+        marker = join(rec.tools_dir, rec.retrieval_tool, "tool.json") if rec.tools_dir else None
+        steps.append((marker, "train_tools.py", boot.train_tools_config,
+                      [f"dataset={rec.dataset}", *tools_out, *boot.train_tools_overrides]))
+    if rec.vlm_dir is not None:
+        steps.append((join(rec.vlm_dir, "model", "reasonrec.json"), "train_vlm.py", boot.train_vlm_config,
+                      [f"dataset={rec.dataset}", f"out={rec.vlm_dir}", *boot.train_vlm_overrides]))
+        if rec.policy == "calibrated":
+            steps.append((join(rec.vlm_dir, "policy.json"), "calibrate.py", boot.calibrate_config,
+                          [f"recommend.dataset={rec.dataset}", f"recommend.vlm_dir={rec.vlm_dir}",
+                           *boot.calibrate_overrides]))
+    for marker, script, config, overrides in steps:
+        if marker is not None and exists(marker):
+            continue
+        if config is None:
+            raise SystemExit(f"{marker} is missing and bootstrap has no config to make it ({script})")
+        run_job(script, config, overrides)
+
+
+def vlm_gpus(cfg: ScoreConfig) -> float:
+    if cfg.vlm_gpus != "auto":
+        return float(cfg.vlm_gpus)
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
+def offline_check(recommend: dict, router: dict, version: str, split: str, negatives: int, users: int,
+                  mode: str) -> dict:
+    """Tonight's pipeline on the split's fixed test lists (targets held out of every model's training):
+    HR/NDCG of the routed answer and of most-popular on the same users. Runs as a Ray task beside the VLM."""
+    from reasonrec.recommend.bundle import Bundle
+    from reasonrec.recommend.config import RecommendConfig
+    from reasonrec.recommend.evaluate import evaluate_requests, popularity_metrics
+    from reasonrec.recommend.requests import split_requests
+    from reasonrec.router.config import RouterConfig
+    from reasonrec.tools.data import ToolData
+    from reasonrec.vlm.instructions import read_split_evidence
+
+    bundle = Bundle(RecommendConfig.model_validate(recommend), RouterConfig.model_validate(router), version)
+    data = ToolData.load(bundle.cfg.dataset, split, negatives)
+    eh = read_split_evidence(data).sort_values("user_idx")["evidence_horizon"].to_numpy()
+    requests = split_requests(data, "test", eh)
+    if len(requests) > users:
+        requests = requests.take(np.sort(np.random.default_rng(0).choice(len(requests), users, replace=False)))
+    metrics = evaluate_requests(bundle, requests, mode)
+    popular = popularity_metrics(data.split.train, data.n_items, requests)
+    return {"split": split, "protocol": f"1+{negatives}", **metrics,
+            "most_popular": {k: popular[k] for k in ("HR@5", "NDCG@5")}}
 
 
 # ------------------------------------------------------------------------------------------------------- run
 
-def score_users(cfg: ScoreConfig, ds: Dataset, staging: str, model_version: str) -> None:
-    users = ray.data.read_parquet(join(cfg.dataset, "users.parquet"), columns=["user_id", "user_idx"],
+def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> list[dict]:
+    """The streaming pipeline; returns one stats row per written part."""
+    recommend = cfg.recommend.model_dump(mode="json")
+    users = ray.data.read_parquet(join(cfg.recommend.dataset, "users.parquet"), columns=["user_id", "user_idx"],
                                   override_num_blocks=cfg.read_blocks)
-    recommendations = users.map_batches(
-        RecommenderActor,
-        fn_constructor_kwargs={"dataset_root": cfg.dataset, "k": cfg.k, "model_version": model_version,
-                               "run_date": cfg.run_date.isoformat()},
-        compute=ray.data.ActorPoolStrategy(size=cfg.num_scorers),
-        num_cpus=cfg.scorer_num_cpus,
-        batch_size=cfg.batch_size,
-        batch_format="pandas",
-    )
-    recommendations.select_columns(OUTPUT_COLUMNS).write_parquet(staging)
+    if cfg.max_users is not None:
+        users = users.limit(cfg.max_users)
+    scored = users.map_batches(
+        CandidateScorer, fn_constructor_kwargs={"recommend": recommend, "router": router, "version": version},
+        compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,
+        batch_size=cfg.batch_size, batch_format="numpy",
+    ).map_batches(
+        RouterScorer, fn_constructor_kwargs={"recommend": recommend, "router": router, "version": version,
+                                             "k": cfg.k, "run_date": cfg.run_date.isoformat(), "mode": cfg.mode},
+        compute=ray.data.ActorPoolStrategy(size=cfg.vlm_actors), num_cpus=cfg.vlm_cpus, num_gpus=vlm_gpus(cfg),
+        batch_size=cfg.batch_size, batch_format="numpy",
+    ).map_batches(write_batch, fn_kwargs={"staging": staging}, num_cpus=cfg.write_cpus, batch_size=None,
+                  batch_format="pyarrow")
+    return scored.take_all()
 
 
 # ------------------------------------------------------------------------------------------------------ save
 
-def publish(cfg: ScoreConfig, staging: str, final: str) -> None:
-    """Swap the finished staging folder into place; a crash before this leaves last night's table untouched."""
-    fs, _ = open_fs(cfg.out)
-    _, final_path = open_fs(final)
-    _, staging_path = open_fs(staging)
-    if fs.exists(final_path):
-        fs.rm(final_path, recursive=True)
-    fs.mv(staging_path, final_path, recursive=True)
+def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds: float, check: dict | None) -> dict:
+    routes = np.array([r for p in parts for r in p["routes"]], dtype=str)
+    latency = np.array([x for p in parts for x in p["latency"]], dtype=float)
+    sources = np.array([s for p in parts for s in p["sources"]], dtype=str)
+    users, rows = int(sum(p["users"] for p in parts)), int(sum(p["rows"] for p in parts))
+    per_route = {}
+    for route in ROUTES:
+        on = latency[routes == route]
+        per_route[route] = ({f"p{q}": round(float(np.percentile(on, q)) * 1e3, 3) for q in (50, 95, 99)}
+                            if len(on) else {})
+    return {
+        "run_date": cfg.run_date.isoformat(), "dataset": cfg.recommend.dataset, "model_version": version,
+        "mode": cfg.mode, "policy": None if policy is None else policy.model_dump(mode="json"),
+        "users": users, "rows": rows, "quarantined": int(sum(p["quarantined"] for p in parts)),
+        "vlm_failures": int((sources == "tool_fallback").sum()),
+        "route_shares": {r: round(float((routes == r).mean()), 4) if users else 0.0 for r in ROUTES},
+        "latency_ms_per_user": per_route, "parts": len([p for p in parts if p["rows"]]),
+        "scoring_seconds": round(seconds, 3), "users_per_second": round(users / seconds, 2) if seconds else None,
+        "rows_per_second": round(rows / seconds, 2) if seconds else None, "offline_check": check,
+    }
+
+
+def count_users(cfg: ScoreConfig) -> int:
+    """Users the table must cover (scored + quarantined), from the Parquet footer."""
+    import pyarrow.parquet as pq
+
+    fs, path = open_fs(join(cfg.recommend.dataset, "users.parquet"))
+    with fs.open(path, "rb") as f:
+        total = pq.ParquetFile(f).metadata.num_rows
+    return min(total, cfg.max_users) if cfg.max_users is not None else total
+
+
+def write_summary(cfg: ScoreConfig, summary: dict) -> str:
+    fs, root = open_fs(cfg.out)
+    path = join(root, "_summaries", f"run_date={cfg.run_date.isoformat()}.json")
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    return path
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = job_parser(__doc__).parse_args(argv)
     cfg = resolve_config(ScoreConfig, args)
-    started = time.perf_counter()
-
-    ds = ensure_dataset(cfg)
-    model_version = f"{PopularityRecommender.route}@{ds.manifest.name}"
-    check = offline_check(cfg, ds)
-    print(f"[score] offline check on {check['protocol']} {check['split']} test: "
-          f"HR@5={check['HR@5']:.4f} NDCG@5={check['NDCG@5']:.4f} ({check['users']} users)", flush=True)
-
+    ensure_artifacts(cfg)
+    version = model_version(cfg.recommend)
+    router_cfg, policy = resolve_router(cfg.recommend, version)
+    router = router_cfg.model_dump(mode="json")
     ray.init(address=cfg.ray_address, ignore_reinit_error=True)
-    partition = f"run_date={cfg.run_date.isoformat()}"
-    staging = join(cfg.out, "_staging", partition)
-    final = join(cfg.out, partition)
-    score_started = time.perf_counter()
-    score_users(cfg, ds, staging, model_version)
-    score_seconds = time.perf_counter() - score_started
-    publish(cfg, staging, final)
 
-    rows = ray.data.read_parquet(final).count()
-    summary = {
-        "run_date": cfg.run_date.isoformat(), "dataset": cfg.dataset, "table": final,
-        "model_version": model_version, "users": ds.n_users, "rows": rows,
-        "rows_expected": ds.n_users * cfg.k, "routes": {PopularityRecommender.route: 1.0},
-        "scoring_seconds": round(score_seconds, 3), "rows_per_second": round(rows / score_seconds, 1),
-        "offline_check": check, "wall_seconds": round(time.perf_counter() - started, 3),
-    }
-    fs, out_path = open_fs(cfg.out)
-    with fs.open(join(out_path, f"summary_{partition}.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    print(json.dumps(summary, indent=2))
-    if rows != summary["rows_expected"]:
-        raise SystemExit(f"table has {rows} rows, expected {summary['rows_expected']}")
+    check = None
+    if cfg.eval_split is not None:
+        check = ray.get(ray.remote(offline_check).options(num_cpus=cfg.vlm_cpus, num_gpus=vlm_gpus(cfg)).remote(
+            cfg.recommend.model_dump(mode="json"), router, version, cfg.eval_split, cfg.eval_negatives,
+            cfg.eval_users, cfg.mode))
+        print(f"[score] offline check ({check['protocol']} {check['split']} test, {check['users']} users, "
+              f"{cfg.mode}): HR@5={check['HR@5']:.4f} NDCG@5={check['NDCG@5']:.4f}; most-popular "
+              f"HR@5={check['most_popular']['HR@5']:.4f}", flush=True)
+
+    publication = Publication(cfg.out, f"run_date={cfg.run_date.isoformat()}",
+                              f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
+    staging = publication.begin()
+    started = time.perf_counter()
+    try:
+        parts = score_users(cfg, router, version, staging)
+    except BaseException:
+        publication.abort()
+        raise
+    summary = summarise(cfg, parts, version, policy, time.perf_counter() - started, check)
+    expected = count_users(cfg)
+    if summary["users"] + summary["quarantined"] != expected:
+        publication.abort()
+        raise SystemExit(f"scored {summary['users']} users + {summary['quarantined']} quarantined, expected "
+                         f"{expected}: not publishing")
+    summary["table"] = publication.commit(summary)
+    summary["summary"] = write_summary(cfg, summary)
+    print(json.dumps({k: v for k, v in summary.items() if k != "policy"}, indent=2))
     return summary
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from reasonrec.cli import job_parser, resolve_config
-from reasonrec.io import join, open_fs
+from reasonrec.io import fetch_dir, join, open_fs
 from reasonrec.vlm.deepspeed_config import resolve_precision
 from reasonrec.vlm.schedule import TrainPlan
 from reasonrec.vlm.train_config import TrainVLMConfig
@@ -263,16 +263,6 @@ def upload(local: Path, destination: str, last: str = "reasonrec.json") -> None:
         fs.put_file(str(file), join(path, str(file.relative_to(local))))
 
 
-def fetch(uri: str, tmp: str) -> str:
-    """A local folder holding `uri` (downloaded when remote); HF ids pass through unchanged."""
-    if "://" not in uri:
-        return uri
-    fs, path = open_fs(uri)
-    local = str(Path(tmp) / Path(path).name)
-    fs.get(path, local, recursive=True)
-    return local
-
-
 # ------------------------------------------------------------------------------------------------------- run
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -377,7 +367,7 @@ def build_engine(cfg: TrainVLMConfig, plan: TrainPlan, config: dict[str, Any], o
     # DeepSpeed keeps fp32 master weights and casts the module itself when bf16 is on: always load fp32.
     model_cfg = cfg.model.model_copy(update={"dtype": "float32"})
     with tempfile.TemporaryDirectory() as tmp:
-        model, processor = load_vlm(fetch(config["base"], tmp), model_cfg, n_items=config["n_items"],
+        model, processor = load_vlm(fetch_dir(config["base"], tmp), model_cfg, n_items=config["n_items"],
                                     tool_names=config["tool_names"])
     optimizer = build_optimizer(model, cfg)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
@@ -509,7 +499,7 @@ def save_model(cfg: TrainVLMConfig, checkpoint, base: str, n_items: int, tool_na
 
     destination = join(cfg.out, "model")
     with tempfile.TemporaryDirectory() as tmp:
-        model, processor = load_vlm(fetch(base, tmp), cfg.model.model_copy(update={"dtype": "float32"}),
+        model, processor = load_vlm(fetch_dir(base, tmp), cfg.model.model_copy(update={"dtype": "float32"}),
                                     n_items=n_items, tool_names=tool_names)
         with checkpoint.as_directory() as folder:
             weights = consolidated_state_dict(folder)
@@ -556,7 +546,7 @@ def evaluate(cfg: TrainVLMConfig, model_uri: str, test_path: str, tool_names: li
     eval_model_cfg = cfg.model.model_copy(update={"lora": cfg.model.lora.model_copy(update={"enabled": False}),
                                                   "item_embedding_tool": None})
     with tempfile.TemporaryDirectory() as tmp:
-        model, processor = load_vlm(fetch(model_uri, tmp), eval_model_cfg, device=device)
+        model, processor = load_vlm(fetch_dir(model_uri, tmp), eval_model_cfg, device=device)
     model.eval()
     scorer = VLMScorer(model, processor, ItemImages(ds, cfg.model.image_size), tool_names,
                        batch_size=cfg.eval.batch_size, device=device, max_length=cfg.model.max_length)

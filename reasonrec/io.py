@@ -28,3 +28,15 @@ def open_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 def join(base: str, *parts: str) -> str:
     """Join path parts with '/', the separator of every fsspec filesystem."""
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def fetch_dir(uri: str, tmp: str) -> str:
+    """A local folder holding `uri` (downloaded into `tmp` when remote); local paths and HF ids pass through."""
+    if "://" not in uri:
+        return uri
+    from pathlib import Path
+
+    fs, path = open_fs(uri)
+    local = str(Path(tmp) / Path(path).name)
+    fs.get(path, local, recursive=True)
+    return local

@@ -1,68 +1,67 @@
-"""Nightly scoring, the Ray-free part: the job's config and the recommender each scoring actor holds.
-
-Today the recommender is the most-popular baseline (items the user has not interacted with, most popular
-first). The tool zoo, the VLM and the router replace it behind the same `recommend(users)` call.
-"""
+"""The nightly scoring job's typed config (jobs/score.py), Ray-free so tests and docs can read it."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import Field
 
-from reasonrec.baselines import MostPopular
 from reasonrec.config import StrictModel
-from reasonrec.data.schema import Dataset
-from reasonrec.metrics.ranking import seen_matrix
+from reasonrec.recommend.config import RecommendConfig
 
-OUTPUT_COLUMNS = ["user_id", "rank", "item_id", "score", "route", "model_version", "run_date"]
+
+class Bootstrap(StrictModel):
+    """How a fresh laptop gets the artifacts tonight's run needs; each step runs only when its output is absent
+    (so the second run is cached). On a cluster, set them null: a missing artifact is then an error."""
+
+    prepare_config: str | None = Field("configs/prepare/synthetic.yaml", description=(
+        "jobs/prepare_data.py config that writes recommend.dataset (null: a missing dataset is an error)."))
+    train_tools_config: str | None = Field("configs/train_tools/synthetic.yaml", description=(
+        "jobs/train_tools.py config that writes the tools (null: missing tools are an error)."))
+    train_tools_overrides: list[str] = Field(
+        default_factory=lambda: ["tools=[sasrec,gru4rec,bpr_mf,lightgcn,two_tower]"], description=(
+            "key=value overrides for that job: the demo trains the ranking tools the router uses."))
+    train_vlm_config: str | None = Field("configs/train_vlm/synthetic.yaml", description=(
+        "jobs/train_vlm.py config that writes recommend.vlm_dir (null: a missing VLM is an error)."))
+    train_vlm_overrides: list[str] = Field(
+        default_factory=lambda: ["instructions.tasks=[sequential]", "max_steps=300", "checkpoint_every=300"],
+        description="key=value overrides for that job: a short sequential-only run for the demo.")
+    calibrate_config: str | None = Field("configs/calibrate/synthetic.yaml", description=(
+        "jobs/calibrate.py config that writes <vlm_dir>/policy.json (null: a missing policy is an error)."))
+    calibrate_overrides: list[str] = Field(default_factory=lambda: ["max_users=200"], description=(
+        "key=value overrides for that job."))
 
 
 class ScoreConfig(StrictModel):
-    dataset: str = Field("artifacts/datasets/synthetic", description=(
-        "Prepared dataset folder (local or s3://) whose users are scored."))
-    prepare_config: str | None = Field("configs/prepare/synthetic.yaml", description=(
-        "If `dataset` does not exist yet, prepare it first with this prepare_data config (null: fail)."))
+    """Nightly scoring (issue 5): every user of a prepared dataset, routed between the tools and the VLM."""
+
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig, description=(
+        "Artifacts, candidates and router (reasonrec/recommend/config.py); shared with jobs/calibrate.py."))
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="Jobs that make absent artifacts (demo).")
     out: str = Field("artifacts/recommendations", description=(
-        "Table root; each night lands in <out>/run_date=YYYY-MM-DD/ (local or s3://)."))
+        "Table root; each night lands in <out>/run_date=YYYY-MM-DD/ (local or s3://), its summary in "
+        "<out>/_summaries/run_date=YYYY-MM-DD.json."))
     run_date: dt.date = Field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).date(), description=(
-        "The night being scored (UTC date); rerunning a date replaces that partition."))
-    k: int = Field(10, ge=1, le=1000, description="Recommendations written per user.")
-    eval_split: str = Field("loo", description=(
-        "Split whose test candidates give tonight's offline check (HR/NDCG on 1+99); must be prepared."))
-    eval_negatives: int = Field(99, ge=1, description="Which sampled protocol to check: 99 -> 1+99.")
+        "The night being scored (UTC date); rerunning a date replaces that partition atomically."))
+    k: int = Field(10, ge=1, le=1000, description="Recommendations written per user (at most n_candidates).")
+    mode: Literal["routed", "tools", "vlm", "vlm+tools"] = Field("routed", description=(
+        "routed = the risk policy decides; the others force one route for every user (benchmarks, fallbacks)."))
+    max_users: int | None = Field(None, ge=1, description="Score only the first N users (smoke runs); null = all.")
+    eval_split: str | None = Field("loo", description=(
+        "Split whose fixed 1+N test lists give tonight's offline check of the same pipeline (null: skip)."))
+    eval_negatives: int = Field(99, ge=1, description="Which fixed lists the offline check reads: 99 -> 1+99.")
+    eval_users: int = Field(200, ge=1, description="Seeded test users in the offline check.")
     ray_address: str | None = Field(None, description=(
         "Ray cluster to join; null = the cluster of `ray job submit`, or a new local one."))
-    num_scorers: int = Field(1, ge=1, description="Scoring actors in the Ray Data actor pool.")
-    scorer_num_cpus: float = Field(0.5, gt=0, description=(
-        "CPUs per scoring actor; fractional so read/write tasks keep a CPU on small machines."))
-    batch_size: int = Field(512, ge=1, description="Users per batch handed to a scoring actor.")
-    read_blocks: int = Field(4, ge=1, description=(
-        "Blocks the user table is split into, so every actor in the pool gets work."))
-
-
-class PopularityRecommender:
-    """Most popular unseen items; fitted on every interaction the dataset has, since tonight scores the future."""
-
-    route = "popularity"
-
-    def __init__(self, dataset_root: str, k: int):
-        ds = Dataset.load(dataset_root)
-        self.k = k
-        self.item_ids = ds.items["item_id"].to_numpy()
-        self.model = MostPopular().fit(ds.interactions, ds.n_items)
-        self.seen = seen_matrix(ds.interactions["user_idx"].to_numpy(), ds.interactions["item_idx"].to_numpy(),
-                                ds.n_users, ds.n_items)
-
-    def recommend(self, users: pd.DataFrame) -> pd.DataFrame:
-        """users: user_id, user_idx -> one row per (user, rank) with rank starting at 1."""
-        user_idx = users["user_idx"].to_numpy()
-        top = self.model.topk(user_idx, self.k, exclude=self.seen)
-        return pd.DataFrame({
-            "user_id": np.repeat(users["user_id"].to_numpy(), self.k),
-            "rank": np.tile(np.arange(1, self.k + 1, dtype=np.int32), len(users)),
-            "item_id": self.item_ids[top.ravel()],
-            "score": self.model.item_scores[top.ravel()].astype(np.float32),
-        })
+    read_blocks: int = Field(8, ge=1, description="Blocks the user table is split into (parallelism of the stream).")
+    batch_size: int = Field(256, ge=1, description="Users per batch handed to the candidate and VLM actors.")
+    candidate_actors: int = Field(1, ge=1, description="CPU actors retrieving candidates and scoring the tools.")
+    candidate_cpus: float = Field(0.5, gt=0, description=(
+        "CPUs per candidate actor; fractional on a 2-CPU laptop so read/write tasks keep a CPU."))
+    vlm_actors: int = Field(1, ge=1, description="VLM actors (a fixed pool: one per GPU on a cluster).")
+    vlm_cpus: float = Field(0.5, gt=0, description=(
+        "CPUs per VLM actor; with candidate_cpus, leave a whole CPU for the read and write tasks (2-CPU laptop)."))
+    vlm_gpus: float | Literal["auto"] = Field("auto", description=(
+        "GPUs per VLM actor; auto = 1 when the cluster has GPUs, else 0 (CPU inference)."))
+    write_cpus: float = Field(0.25, gt=0, description="CPUs per write task.")

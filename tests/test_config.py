@@ -10,13 +10,14 @@ import yaml
 
 from reasonrec.config import ConfigError, StrictModel, describe, load_config, parse_override
 from reasonrec.data.prepare_config import PrepareConfig
+from reasonrec.recommend.calibration import CalibrateConfig
 from reasonrec.scoring import ScoreConfig
 from reasonrec.tools.train_config import TrainToolsConfig
 from reasonrec.vlm.train_config import TrainVLMConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SCHEMA_BY_FOLDER = {"prepare": PrepareConfig, "train_tools": TrainToolsConfig, "train_vlm": TrainVLMConfig,
-                    "": ScoreConfig}
+                    "calibrate": CalibrateConfig, "score": ScoreConfig}
 
 
 def shipped_configs() -> list[Path]:
@@ -25,12 +26,13 @@ def shipped_configs() -> list[Path]:
 
 def schema_for(path: Path):
     folder = path.parent.relative_to(CONFIGS).as_posix()
-    return SCHEMA_BY_FOLDER["" if folder == "." else folder]
+    return SCHEMA_BY_FOLDER[folder]
 
 
 def test_there_are_shipped_configs():
     names = {p.name for p in shipped_configs()}
-    assert {"synthetic.yaml", "ml-latest-small.yaml", "beauty.yaml", "sports.yaml", "score.yaml"} <= names
+    assert {"synthetic.yaml", "ml-latest-small.yaml", "beauty.yaml", "sports.yaml"} <= names
+    assert {p.parent.name for p in shipped_configs()} == set(SCHEMA_BY_FOLDER)
 
 
 @pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: p.relative_to(CONFIGS).as_posix())

@@ -1,0 +1,191 @@
+"""Everything a scorer loads once — dataset state, tools, the faiss index, the VLM and the policy — so a Ray
+actor (or a Serve replica) builds one Bundle in its constructor and reuses it for every batch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from reasonrec.data.evidence import evidence_horizon
+from reasonrec.data.schema import Dataset
+from reasonrec.data.splits import Split
+from reasonrec.io import fetch_dir, join, open_fs
+from reasonrec.recommend.config import RecommendConfig
+from reasonrec.router.config import Policy, RouterConfig
+from reasonrec.tools.base import Tool, load_tool
+from reasonrec.tools.data import Histories
+from reasonrec.tools.retrieval import build_index
+from reasonrec.vlm.instruction_config import InstructionConfig
+from reasonrec.vlm.model_config import VLMModelConfig
+from reasonrec.vlm.templates import ItemText
+from reasonrec.vlm.tool_labels import RANKING_TASKS
+
+
+def vlm_settings(vlm_dir: str) -> dict:
+    """The `settings` of a train_vlm run (run.json): how its instructions were rendered, its model config."""
+    fs, path = open_fs(join(vlm_dir, "run.json"))
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{vlm_dir}: no run.json; is this a jobs/train_vlm.py output folder?")
+    with fs.open(path, "r") as f:
+        return json.load(f)["settings"]
+
+
+def model_version(cfg: RecommendConfig) -> str:
+    """'<run folder name>@<sha256 of the VLM weights, 12 hex>', or 'tools@<best tool's weights hash>' without a
+    VLM: a policy and a nightly table name exactly the weights they came from."""
+    if cfg.vlm_dir is not None:
+        name, folder = Path(cfg.vlm_dir.rstrip("/")).name, join(cfg.vlm_dir, "model")
+    else:
+        best = cfg.router.best_tool.get("sequential")
+        if cfg.tools_dir is None or best is None:
+            raise ValueError("without a VLM, tools_dir and router.best_tool.sequential must be set")
+        name, folder = "tools", join(cfg.tools_dir, best)
+    fs, path = open_fs(folder)
+    digest = hashlib.sha256()
+    weights = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".safetensors"))
+    if not weights:
+        raise FileNotFoundError(f"{folder}: no .safetensors weights")
+    for file in weights:
+        with fs.open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                digest.update(chunk)
+    return f"{name}@{digest.hexdigest()[:12]}"
+
+
+def resolve_router(cfg: RecommendConfig, version: str) -> tuple[RouterConfig, Policy | None]:
+    """The router config to run with: the calibrated policy applied (policy=calibrated), or the config's."""
+    if cfg.policy == "config" or cfg.vlm_dir is None:
+        return cfg.router, None
+    policy = Policy.load(cfg.vlm_dir, version)
+    return policy.apply(cfg.router), policy
+
+
+class Bundle:
+    """Loaded artifacts. Heavy parts (VLM, index, tonight's histories) load on first use, so a stage that
+    only needs the tools never pays for the VLM."""
+
+    def __init__(self, cfg: RecommendConfig, router: RouterConfig | None = None, version: str | None = None):
+        self.cfg = cfg
+        self.settings = vlm_settings(cfg.vlm_dir) if cfg.vlm_dir is not None else None
+        self.router = router or cfg.router
+        self.version = version
+        self.dataset = Dataset.load(cfg.dataset)
+        self.n_items = self.dataset.n_items
+        self.item_ids = self.dataset.items.sort_values("item_idx")["item_id"].to_numpy()
+        self.user_ids = self.dataset.users.sort_values("user_idx")["user_id"].to_numpy()
+        self._tmp = tempfile.TemporaryDirectory(prefix="reasonrec-bundle-")
+
+    # ------------------------------------------------------------------ configuration read from the VLM run
+
+    @property
+    def tools_dir(self) -> str:
+        tools_dir = self.cfg.tools_dir or (self.settings or {}).get("tools_dir")
+        if tools_dir is None:
+            raise ValueError("no tools_dir: set recommend.tools_dir (the VLM was trained without tools)")
+        return tools_dir
+
+    @cached_property
+    def instruction_config(self) -> InstructionConfig:
+        return InstructionConfig.model_validate((self.settings or {}).get("instructions", {}))
+
+    @cached_property
+    def vlm_tool_names(self) -> list[str]:
+        """Tools the VLM has <tool_*> tokens for (its reasonrec.json), in its column order."""
+        if self.cfg.vlm_dir is None:
+            return []
+        fs, path = open_fs(join(self.cfg.vlm_dir, "model", "reasonrec.json"))
+        with fs.open(path, "r") as f:
+            return list(json.load(f)["tool_names"])
+
+    # ------------------------------------------------------------------ tools
+
+    @cached_property
+    def tools(self) -> dict[str, Tool]:
+        """The ranking tools this run uses: the best tool first, then the consult pool (sorted)."""
+        best = self.router.best_tool.get("sequential")
+        names = [best] if best else []
+        names += [n for n in sorted(self.consult_pool) if n not in names]
+        tools = {name: self._load_tool(name) for name in names}
+        wrong = [n for n, t in tools.items() if t.task not in RANKING_TASKS]
+        if wrong:
+            raise ValueError(f"tools {wrong} are not ranking tools (sequential/direct); they cannot rank candidates")
+        return tools
+
+    @cached_property
+    def consult_pool(self) -> list[str]:
+        if self.cfg.consult_pool is not None:
+            return list(self.cfg.consult_pool)
+        known = [n for n in self.vlm_tool_names if self._tool_task(n) in RANKING_TASKS]
+        return known or list(self.router.consult_tools.get("sequential", []))
+
+    def _tool_task(self, name: str) -> str | None:
+        fs, path = open_fs(join(self.tools_dir, name, "tool.json"))
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "r") as f:
+            return json.load(f)["task"]
+
+    def _load_tool(self, name: str) -> Tool:
+        folder = join(self.tools_dir, name)
+        fs, path = open_fs(folder)
+        if not fs.exists(join(path, "tool.json")):
+            raise FileNotFoundError(f"{folder}: no trained tool {name!r} (run jobs/train_tools.py)")
+        return load_tool(fetch_dir(folder, self._tmp.name))
+
+    @cached_property
+    def retrieval(self) -> tuple[Tool, object]:
+        """(the retrieval tool, its faiss index over the item tower)."""
+        tool = self._load_tool(self.cfg.retrieval_tool)
+        if not hasattr(tool, "item_vectors"):
+            raise ValueError(f"retrieval_tool {self.cfg.retrieval_tool!r} has no item tower (use two_tower)")
+        return tool, build_index(tool.item_vectors(), self.cfg.retrieval_index)
+
+    # ------------------------------------------------------------------ tonight's state
+
+    @cached_property
+    def everything(self) -> Histories:
+        """Every interaction, oldest first per user: tonight's histories."""
+        return Histories.from_frames([self.dataset.interactions], self.dataset.n_users)
+
+    @cached_property
+    def tonight_eh(self) -> np.ndarray:
+        """C(u) over every interaction (the split's evidence.parquet describes only its train part)."""
+        empty = self.dataset.interactions.iloc[:0]
+        split = Split("all", self.dataset.interactions, empty, empty, {"n_users": self.dataset.n_users,
+                                                                       "n_items": self.dataset.n_items})
+        return evidence_horizon(self.dataset, split)["evidence_horizon"].to_numpy(dtype=np.float64)
+
+    # ------------------------------------------------------------------ the VLM
+
+    @cached_property
+    def item_text(self) -> ItemText:
+        return ItemText.from_dataset(self.dataset, self.instruction_config.title_max_chars)
+
+    @cached_property
+    def scorer(self):
+        """The VLMScorer over the run's final model (None without a VLM)."""
+        if self.cfg.vlm_dir is None:
+            return None
+        import torch
+
+        from reasonrec.vlm.build import load_vlm
+        from reasonrec.vlm.images import ItemImages
+        from reasonrec.vlm.scoring import VLMScorer
+
+        device = self.cfg.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model_cfg = VLMModelConfig.model_validate(self.settings["model"])
+        # The run's model/ is complete: no fresh adapters, no re-initialised item rows.
+        model_cfg = model_cfg.model_copy(update={"lora": model_cfg.lora.model_copy(update={"enabled": False}),
+                                                 "item_embedding_tool": None})
+        model, processor = load_vlm(fetch_dir(join(self.cfg.vlm_dir, "model"), self._tmp.name), model_cfg,
+                                    device=device)
+        model.eval()
+        return VLMScorer(model, processor, ItemImages(self.dataset, model_cfg.image_size), self.vlm_tool_names,
+                         batch_size=self.cfg.vlm_batch_size, device=device, max_length=model_cfg.max_length)

@@ -1,0 +1,104 @@
+"""route_outcomes on the small world: every row answered on every route, hits checked against a hand count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reasonrec.recommend.bundle import Bundle
+from reasonrec.recommend.calibration import CalibrateConfig, hits_at_k, part_requests, route_outcomes, split_eh
+from reasonrec.recommend.config import RecommendConfig
+from reasonrec.recommend.stages import score_tools
+from reasonrec.router.policy import ROUTES
+
+N_USERS = 24
+
+
+@pytest.fixture(scope="module")
+def setup(world):
+    bundle = Bundle(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config", device="cpu"))
+    requests = part_requests(world.data, "valid", max_users=N_USERS, seed=3)
+    return bundle, requests, route_outcomes(bundle, requests, batch_size=10)   # 10 + 10 + 4 rows
+
+
+def test_subset_is_seeded_and_targets_sit_in_every_list(world, setup):
+    _, requests, _ = setup
+    again = part_requests(world.data, "valid", max_users=N_USERS, seed=3)
+    other = part_requests(world.data, "valid", max_users=N_USERS, seed=4)
+    assert len(requests) == N_USERS and np.array_equal(requests.user_idx, again.user_idx)
+    assert not np.array_equal(requests.user_idx, other.user_idx)
+    assert np.all(np.diff(requests.user_idx) > 0)
+    assert ((requests.candidates == requests.targets[:, None]).sum(axis=1) == 1).all()
+    assert np.array_equal(requests.eh, split_eh(world.data)[requests.user_idx])
+    assert len(part_requests(world.data, "valid")) == len(world.data.valid_candidates)
+
+
+def test_shapes_and_values(setup):
+    _, requests, out = setup
+    n = len(requests)
+    assert len(out) == n and np.array_equal(out.user_idx, requests.user_idx) and np.array_equal(out.eh, requests.eh)
+    assert out.tool_names[0] == "sasrec" and set(out.tool_names) == {"sasrec", "bpr_mf"}
+    for arr in (out.tool_confidence, out.vlm_confidence, out.parse_ok):
+        assert arr.shape == (n,)
+    assert np.isfinite(out.tool_confidence).all()
+    for route in ROUTES:
+        assert out.hits[route].shape == (n,) and set(np.unique(out.hits[route])) <= {0.0, 1.0}
+        assert out.latency[route].shape == (n,) and (out.latency[route] > 0).all()
+        assert out.vlm_failures[route] == 0
+    lat = out.mean_latency()
+    # The VLM routes pay for the tools too; vlm+tools adds a second VLM pass to the first.
+    assert lat["tool"] < lat["vlm"] and lat["tool"] < lat["vlm+tools"]
+    assert out.hr5() == {r: pytest.approx(out.hits[r].mean()) for r in ROUTES}
+
+
+def test_tool_route_hits_match_a_hand_count(setup):
+    bundle, requests, out = setup
+    best = score_tools(bundle, requests).scores[:, 0].astype(np.float64)
+    expected = []
+    for row in range(len(requests)):
+        col = int(np.flatnonzero(requests.candidates[row] == requests.targets[row])[0])
+        others = np.delete(best[row], col)
+        expected.append(float((others >= best[row, col]).sum() < 5))   # pessimistic ties
+    assert np.array_equal(out.hits["tool"], np.array(expected))
+    conf = score_tools(bundle, requests).confidence()[:, 0]
+    np.testing.assert_allclose(out.tool_confidence, conf)
+
+
+def test_rerun_is_deterministic(setup):
+    bundle, requests, out = setup
+    again = route_outcomes(bundle, requests, batch_size=10)
+    for route in ROUTES:
+        assert np.array_equal(out.hits[route], again.hits[route]), route
+    np.testing.assert_array_equal(out.tool_confidence, again.tool_confidence)
+    np.testing.assert_array_equal(out.vlm_confidence, again.vlm_confidence)
+    np.testing.assert_array_equal(out.parse_ok, again.parse_ok)
+
+
+def test_hits_at_k_rules():
+    candidates = np.array([[7, 8, 9, 10, 11, 12], [7, 8, 9, 10, 11, 12]])
+    targets = np.array([12, 12])
+    tied = np.zeros((2, 6))                                   # every column ties with the target: rank 5
+    assert list(hits_at_k(tied, candidates, targets)) == [0.0, 0.0]
+    padded = np.array([[-np.inf] * 5 + [0.0], [1, 2, 3, 4, 5, 0.0]])   # -inf never beats a finite target
+    assert list(hits_at_k(padded, candidates, targets)) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="user_idx 42: target item 99"):
+        hits_at_k(tied, candidates, np.array([12, 99]), user_idx=np.array([41, 42]))
+
+
+def test_route_outcomes_needs_targets(setup):
+    bundle, requests, _ = setup
+    tonight = requests.take(np.arange(2))
+    tonight.targets[:] = -1
+    with pytest.raises(ValueError, match="needs targets"):
+        route_outcomes(bundle, tonight)
+
+
+def test_config_checks(world):
+    base = {"recommend": {"dataset": world.dataset, "vlm_dir": world.vlm_dir}}
+    assert CalibrateConfig.model_validate(base).part == "valid"
+    for bad, message in [({"part": "test"}, "valid"), ({"target": 1.5}, "delegation share"),
+                         ({"objective": "latency_budget", "target": 0}, "latency budget"),
+                         ({"tau_low": [0.2, 1.2]}, r"\[0, 1\]"), ({"tau_conf": []}, "at least one"),
+                         ({"recommend": {"vlm_dir": None}}, "nothing to calibrate")]:
+        with pytest.raises(ValueError, match=message):
+            CalibrateConfig.model_validate({**base, **bad})
