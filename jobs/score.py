@@ -59,10 +59,10 @@ def ensure_artifacts(cfg: ScoreConfig) -> None:
     steps = [(join(rec.dataset, "manifest.json"), "prepare_data.py", boot.prepare_config, [f"out={rec.dataset}"])]
     vlm_trained = rec.vlm_dir is not None and exists(join(rec.vlm_dir, "model", "reasonrec.json"))
     if rec.tools_dir is not None or not vlm_trained:  # else: the tools the VLM run was trained with
-        tools_out = [f"out={rec.tools_dir}"] if rec.tools_dir else []  # null: the train_tools config's out
-        marker = join(rec.tools_dir, rec.retrieval_tool, "tool.json") if rec.tools_dir else None
-        steps.append((marker, "train_tools.py", boot.train_tools_config,
-                      [f"dataset={rec.dataset}", *tools_out, *boot.train_tools_overrides]))
+        tools_dir = rec.tools_dir or tools_out(boot.train_tools_config)
+        steps.append((join(tools_dir, rec.retrieval_tool, "tool.json") if tools_dir else None, "train_tools.py",
+                      boot.train_tools_config, [f"dataset={rec.dataset}", *([f"out={tools_dir}"] if tools_dir else []),
+                                                *boot.train_tools_overrides]))
     if rec.vlm_dir is not None:
         steps.append((join(rec.vlm_dir, "model", "reasonrec.json"), "train_vlm.py", boot.train_vlm_config,
                       [f"dataset={rec.dataset}", f"out={rec.vlm_dir}", *boot.train_vlm_overrides]))
@@ -76,6 +76,16 @@ def ensure_artifacts(cfg: ScoreConfig) -> None:
         if config is None:
             raise SystemExit(f"{marker} is missing and bootstrap has no config to make it ({script})")
         run_job(script, config, overrides)
+
+
+def tools_out(train_tools_config: str | None) -> str | None:
+    """Where the bootstrap's train_tools config writes (the VLM config's tools_dir should point there)."""
+    if train_tools_config is None:
+        return None
+    from reasonrec.config import load_config
+    from reasonrec.tools.train_config import TrainToolsConfig
+
+    return load_config(TrainToolsConfig, train_tools_config).out
 
 
 def vlm_gpus(cfg: ScoreConfig) -> float:
@@ -117,6 +127,7 @@ def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> l
                                   override_num_blocks=cfg.read_blocks)
     if cfg.max_users is not None:
         users = users.limit(cfg.max_users)
+    users = users.repartition(cfg.read_blocks)  # a one-row-group file reads as ONE block, override or not
     scored = users.map_batches(
         CandidateScorer, fn_constructor_kwargs={"recommend": recommend, "router": router, "version": version},
         compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,

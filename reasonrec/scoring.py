@@ -25,7 +25,8 @@ class Bootstrap(StrictModel):
     train_vlm_config: str | None = Field("configs/train_vlm/synthetic.yaml", description=(
         "jobs/train_vlm.py config that writes recommend.vlm_dir (null: a missing VLM is an error)."))
     train_vlm_overrides: list[str] = Field(
-        default_factory=lambda: ["instructions.tasks=[sequential]", "max_steps=300", "checkpoint_every=300"],
+        default_factory=lambda: ["instructions.tasks=[sequential]", "tools=[sasrec,gru4rec,bpr_mf,lightgcn,two_tower]",
+                                 "max_steps=300", "checkpoint_every=300"],
         description="key=value overrides for that job: a short sequential-only run for the demo.")
     calibrate_config: str | None = Field("configs/calibrate/synthetic.yaml", description=(
         "jobs/calibrate.py config that writes <vlm_dir>/policy.json (null: a missing policy is an error)."))

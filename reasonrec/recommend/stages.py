@@ -158,7 +158,7 @@ def answer(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode = "
                  confidence=tool_conf.copy(), parse_ok=np.ones(n, dtype=bool), source=np.full(n, "tool", dtype="<U16"),
                  tools_consulted=[[] for _ in range(n)], rationale=[""] * n, latency=np.full(n, per_row_tools),
                  seconds={"tools": tools.seconds, "vlm": 0.0, "refine": 0.0})
-    if mode == "tools" or bundle.scorer is None:
+    if mode == "tools" or bundle.cfg.vlm_dir is None:  # never load the VLM when no row will use it
         low = np.ones(n, dtype=bool)
     elif mode == "routed":
         low = first_stage(eh, tool_conf, cfg)
