@@ -1,0 +1,165 @@
+"""Benchmark: the nightly pipeline at growing user counts on the synthetic generator (Pixel-1M shape).
+
+    .venv/bin/python benchmarks/score_scale.py --users 10000 100000 --items 100000
+    .venv/bin/python benchmarks/score_scale.py --users 1000000 --items 100000 --vlm-sample 500
+
+For each size: prepare the synthetic set (cached under --work), train the two tools the tool route needs
+(two-tower for retrieval, SASRec as the best tool; short budgets — cost, not quality, is measured), then run
+the real `jobs/score.py` in a child process with `mode=tools` (every user on the tool route) while a sampler
+thread sums the resident memory of the job and every process it started (driver, raylet, Ray workers).
+With --vlm-sample N, a second run scores the first N users with `mode=vlm+tools` through an *untrained*
+tiny VLM whose vocabulary covers the catalogue (its cost per user is the quantity of interest; its answers
+are not). One JSON line per size, then one summary line with the growth ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> None:
+    subprocess.run([sys.executable, str(REPO / "jobs" / script), *args], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def prepare(work: Path, users: int, items: int) -> Path:
+    out = work / f"ds-{users}x{items}"
+    if not (out / "manifest.json").exists():
+        started = time.perf_counter()
+        run("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={out}",
+            f"source.synthetic.n_users={users}", f"source.synthetic.n_items={items}", "splits.protocols=[loo]",
+            "candidates.ranking_negatives=[99]", "candidates.ctr_negatives_per_positive=[]")
+        print(f"# prepared {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def train_tools(work: Path, dataset: Path, budget_s: float) -> Path:
+    out = work / f"tools-{dataset.name}"
+    if not (out / "two_tower" / "tool.json").exists():
+        started = time.perf_counter()
+        budget = {"max_train_seconds": budget_s, "epochs": 1}
+        run("train_tools.py", "--config", "configs/train_tools/synthetic.yaml", f"dataset={dataset}", f"out={out}",
+            "tools=[sasrec,two_tower]", f"tool_configs={json.dumps({'sasrec': budget, 'two_tower': budget})}")
+        print(f"# trained tools {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def untrained_vlm(work: Path, dataset: Path, tools_dir: Path) -> Path:
+    """A train_vlm-shaped run folder (model/ + run.json) around an untrained tiny VLM for this catalogue."""
+    from reasonrec.data.schema import Dataset
+    from reasonrec.vlm.build import build_tiny_vlm
+    from reasonrec.vlm.instruction_config import InstructionConfig
+    from reasonrec.vlm.model_config import VLMModelConfig
+
+    out = work / f"vlm-{dataset.name}"
+    if not (out / "run.json").exists():
+        n_items = Dataset.load(str(dataset)).n_items
+        cfg = VLMModelConfig(image_size=32)
+        corpus = [f"USER: History: <item_{i}> item. Evidence horizon 0.5. Which item next? ASSISTANT: EH: 0.50 | "
+                  f"Confidence: <conf_3> | Tools: <tool_sasrec> | Answer: <item_{i}>" for i in range(2000)]
+        build_tiny_vlm(out / "model", n_items, ["sasrec"], corpus, cfg)
+        settings = {"dataset": str(dataset), "tools_dir": str(tools_dir), "model": cfg.model_dump(mode="json"),
+                    "instructions": InstructionConfig(tasks=["sequential"]).model_dump(mode="json")}
+        (out / "run.json").write_text(json.dumps({"settings": settings, "plan": {}}))
+    return out
+
+
+class TreeMemory:
+    """Peak of the summed RSS of a process and all its descendants, sampled every `every` seconds."""
+
+    def __init__(self, pid: int, every: float = 0.5):
+        self.root, self.every, self.peak, self._stop = psutil.Process(pid), every, 0, threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                total = 0
+                for proc in procs:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            time.sleep(self.every)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self.thread.join()
+        return self.peak
+
+
+def score(dataset: Path, tools_dir: Path, vlm_dir: Path | None, out: Path, mode: str, max_users: int | None,
+          batch_size: int) -> dict:
+    args = [f"recommend.dataset={dataset}", f"recommend.tools_dir={tools_dir}", "recommend.policy=config",
+            f"recommend.vlm_dir={vlm_dir if vlm_dir else 'null'}", "recommend.retrieval_index=ivf",
+            "recommend.consult_pool=[sasrec]", f"mode={mode}", f"out={out}", "eval_split=null",
+            f"batch_size={batch_size}", "bootstrap.prepare_config=null", "bootstrap.train_tools_config=null",
+            "bootstrap.train_vlm_config=null", "bootstrap.calibrate_config=null", "run_date=2026-11-22",
+            *([f"max_users={max_users}"] if max_users else [])]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, str(REPO / "jobs" / "score.py"), *args], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    memory = TreeMemory(child.pid)
+    _, stderr = child.communicate()
+    peak = memory.stop()
+    if child.returncode:
+        raise SystemExit(f"score.py failed ({child.returncode}):\n{stderr[-3000:]}")
+    summary = json.loads((out / "_summaries" / "run_date=2026-11-22.json").read_text())
+    return {"mode": mode, "users": summary["users"], "rows": summary["rows"],
+            "scoring_seconds": summary["scoring_seconds"], "users_per_second": summary["users_per_second"],
+            "rows_per_second": summary["rows_per_second"], "job_wall_seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mib_job_tree": round(peak / 2**20, 1), "latency_ms_per_user": summary["latency_ms_per_user"],
+            "route_shares": summary["route_shares"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--work", default="artifacts/bench/scale", help="cached datasets and tools")
+    parser.add_argument("--tool-budget-s", type=float, default=120.0, help="training seconds per tool")
+    parser.add_argument("--vlm-sample", type=int, default=0, help="users scored through the VLM (0: none)")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    args = parser.parse_args()
+    work = (REPO / args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for users in args.users:
+        dataset = prepare(work, users, args.items)
+        tools_dir = train_tools(work, dataset, args.tool_budget_s)
+        line = {"benchmark": "score_scale", "users_in_dataset": users, "items": args.items,
+                "tools": score(dataset, tools_dir, None, work / f"out-{dataset.name}", "tools", None, args.batch_size)}
+        if args.vlm_sample:
+            vlm_dir = untrained_vlm(work, dataset, tools_dir)
+            line["vlm_sample"] = score(dataset, tools_dir, vlm_dir, work / f"out-vlm-{dataset.name}", "vlm+tools",
+                                       args.vlm_sample, min(args.batch_size, 64))
+        line["machine"] = f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores"
+        print(json.dumps(line), flush=True)
+        results.append(line)
+    if len(results) > 1:
+        first, last = results[0]["tools"], results[-1]["tools"]
+        print(json.dumps({"benchmark": "score_scale_growth", "users_ratio": last["users"] / first["users"],
+                          "seconds_ratio": round(last["scoring_seconds"] / first["scoring_seconds"], 2),
+                          "peak_rss_ratio": round(last["peak_rss_mib_job_tree"] / first["peak_rss_mib_job_tree"], 2)}))
+
+
+if __name__ == "__main__":
+    main()
