@@ -123,8 +123,8 @@ def offline_check(recommend: dict, router: dict, version: str, split: str, negat
 def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> list[dict]:
     """The streaming pipeline; returns one stats row per written part."""
     recommend = cfg.recommend.model_dump(mode="json")
-    users = ray.data.read_parquet(join(cfg.recommend.dataset, "users.parquet"), columns=["user_id", "user_idx"],
-                                  override_num_blocks=cfg.read_blocks)
+    users = ray.data.read_parquet(join(cfg.recommend.dataset, "users.parquet"), override_num_blocks=cfg.read_blocks
+                                  ).select_columns(["user_id", "user_idx"])
     if cfg.max_users is not None:
         users = users.limit(cfg.max_users)
     users = users.repartition(cfg.read_blocks)  # a one-row-group file reads as ONE block, override or not
