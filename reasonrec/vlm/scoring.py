@@ -95,9 +95,23 @@ class VLMScorer:
     # ------------------------------------------------------------------ public API
 
     def score(self, instructions: Sequence[Instruction]) -> VLMOutput:
-        rows = [self._read_batch(instructions[s:s + self.batch_size])
-                for s in range(0, len(instructions), self.batch_size)]
-        reads = [r for batch in rows for r in batch["rows"]]
+        batches = [self._read_batch(instructions[s:s + self.batch_size])
+                   for s in range(0, len(instructions), self.batch_size)]
+        return self._assemble([r for batch in batches for r in batch["rows"]])
+
+    def score_and_explain(self, instructions: Sequence[Instruction], max_new_tokens: int = 48
+                          ) -> tuple[VLMOutput, list[str]]:
+        """The readings of `score` and the text of `explain` from one set of reading passes (the prompt is
+        read once per batch, then generation continues from the forced thought)."""
+        rows: list[dict] = []
+        texts: list[str] = []
+        for s in range(0, len(instructions), self.batch_size):
+            read = self._read_batch(instructions[s:s + self.batch_size])
+            rows.extend(read["rows"])
+            texts.extend(self._generate([r["prefix"] for r in read["rows"]], read["pixel_values"], max_new_tokens))
+        return self._assemble(rows), texts
+
+    def _assemble(self, reads: list[dict]) -> VLMOutput:
         width = max([len(r["candidates"]) for r in reads] + [1])
         n = len(reads)
         scores = np.full((n, width), -np.inf, dtype=np.float32)
@@ -122,13 +136,9 @@ class VLMScorer:
         return self.score(instructions).ctr_prob
 
     def explain(self, instructions: Sequence[Instruction], max_new_tokens: int = 48) -> list[str]:
-        """Greedy text after "Answer:" (the thought forced as in `score`)."""
-        out: list[str] = []
-        for s in range(0, len(instructions), self.batch_size):
-            batch = instructions[s:s + self.batch_size]
-            read = self._read_batch(batch)
-            out.extend(self._generate([r["prefix"] for r in read["rows"]], read["pixel_values"], max_new_tokens))
-        return out
+        """Greedy text after "Answer:" (the thought forced as in `score`); use `score_and_explain` when the
+        readings are wanted too, so the reading passes run once."""
+        return self.score_and_explain(instructions, max_new_tokens)[1]
 
     def generate_thought(self, instructions: Sequence[Instruction], max_new_tokens: int = 48) -> list[str]:
         """Free greedy generation of the whole assistant turn (thought and answer), as raw text for

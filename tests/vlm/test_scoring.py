@@ -110,6 +110,12 @@ def test_explain_and_generate_thought_return_text(tiny_model, toy_images):
     thoughts = scorer.generate_thought(records, max_new_tokens=4)
     assert len(texts) == len(thoughts) == 3 and all(isinstance(t, str) for t in texts + thoughts)
     assert not model.training
+    # One set of reading passes for both: the same readings as score(), the same text as explain().
+    out, again = scorer.score_and_explain(records, max_new_tokens=4)
+    alone = scorer.score(records)
+    assert again == texts
+    np.testing.assert_allclose(out.scores, alone.scores, atol=1e-5)
+    np.testing.assert_array_equal(out.parse_ok, alone.parse_ok)
 
 
 def train_toy(model, processor, images, records, steps: int, lr: float, batch_size: int = 8, seed: int = 0) -> None:
