@@ -3,7 +3,7 @@ the class and plain config dicts, never a model instance) and reuses it for ever
 
     users ─▶ CandidateScorer (CPU pool) ─▶ RouterScorer (VLM pool, GPU when present) ─▶ write_batch (tasks)
 
-Batches are dicts of numpy arrays; the candidate list and every tool's candidate scores travel as fixed-shape
+Batches are dicts of numpy arrays; the candidate list and the best tool's candidate scores travel as fixed-shape
 tensor columns ([n, C] and [n, T, C]).
 """
 
@@ -48,7 +48,7 @@ def _bundle(recommend: dict, router: dict, version: str) -> Bundle:
 
 
 class CandidateScorer:
-    """Tonight's histories -> faiss candidates -> every tool's scores. Users that cannot be scored (unknown
+    """Tonight's histories -> faiss candidates -> the best tool's scores. Users that cannot be scored (unknown
     user_idx, id mismatch) are marked with a quarantine reason and carried along, never dropped."""
 
     def __init__(self, recommend: dict, router: dict, version: str):
@@ -61,7 +61,7 @@ class CandidateScorer:
         user_id = np.asarray(batch["user_id"]).astype(str)
         reasons = quarantine_reasons(user_idx, user_id, b.user_ids)
         ok = np.flatnonzero(reasons == "")
-        n, c, t = len(user_idx), b.cfg.n_candidates, len(b.tools)
+        n, c, t = len(user_idx), b.cfg.n_candidates, 1   # the best tool; the consult pool only for high rows
         candidates = np.full((n, c), -1, dtype=np.int64)
         scores = np.full((n, t, c), -np.inf, dtype=np.float32)
         eh = np.full(n, np.nan)
@@ -105,7 +105,7 @@ class RouterScorer:
         ok = np.flatnonzero(reasons == "")
         user_idx = np.asarray(batch["user_idx"], dtype=np.int64)
         requests = gather(b.everything, user_idx[ok], b.tonight_eh, np.asarray(batch["candidates"])[ok])
-        tools = ToolScores(list(b.tools), np.asarray(batch["tool_scores"])[ok],
+        tools = ToolScores(list(b.tools)[:1], np.asarray(batch["tool_scores"])[ok],
                            float(np.asarray(batch["tool_seconds"])[ok].sum()))
         result = answer(b, requests, tools, self.mode)
         self.metrics.record(result)

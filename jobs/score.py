@@ -7,7 +7,7 @@
 
 Pipeline (Ray Data, streaming, bounded memory):
 
-    read_parquet(users) ─▶ CandidateScorer actors (CPU): faiss retrieval + every tool's candidate scores
+    read_parquet(users) ─▶ CandidateScorer actors (CPU): faiss retrieval + the best tool's candidate scores
       ─▶ RouterScorer actors (GPU when present): route; VLM first pass; refine pass for high-risk users
       ─▶ write_batch tasks: Parquet parts (+ quarantined users) into a staging folder
     then the staging folder is committed atomically as <out>/run_date=YYYY-MM-DD/ (reasonrec/publish.py) and a

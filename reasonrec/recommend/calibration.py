@@ -136,11 +136,9 @@ def route_outcomes(bundle: Bundle, requests: Requests, batch_size: int = 64,
             answer(bundle, first, first_tools, MODE_OF_ROUTE[route])
     parts: list[dict[str, np.ndarray]] = []
     failures = dict.fromkeys(ROUTES, 0)
-    names: list[str] = []
     for start in range(0, len(requests), batch_size):
         req = requests.take(np.arange(start, min(start + batch_size, len(requests))))
         tools = score_tools(bundle, req)
-        names = tools.names
         got = {route: answer(bundle, req, tools, MODE_OF_ROUTE[route]) for route in ROUTES}
         part = {"tool_confidence": got["tool"].confidence, "vlm_confidence": got["vlm"].confidence,
                 "parse_ok": got["vlm"].parse_ok}
@@ -153,7 +151,7 @@ def route_outcomes(bundle: Bundle, requests: Requests, batch_size: int = 64,
             progress(min(start + batch_size, len(requests)), len(requests))
     cat = _concat(parts, len(requests))
     return RouteOutcomes(
-        user_idx=requests.user_idx.copy(), eh=requests.eh.astype(np.float64), tool_names=list(names),
+        user_idx=requests.user_idx.copy(), eh=requests.eh.astype(np.float64), tool_names=list(bundle.tools),
         tool_confidence=cat("tool_confidence", np.float64), vlm_confidence=cat("vlm_confidence", np.float64),
         parse_ok=cat("parse_ok", bool), hits={r: cat(f"hit/{r}", np.float64) for r in ROUTES},
         latency={r: cat(f"latency/{r}", np.float64) for r in ROUTES}, vlm_failures=failures)

@@ -17,6 +17,7 @@ source "tool_fallback", and a rationale saying so (counted in the run summary).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -106,14 +107,15 @@ class ToolScores:
                            np.full((n, t), np.nan))
 
 
-def score_tools(bundle: Bundle, requests: Requests) -> ToolScores:
-    """Every bundle tool (best tool first) on every row's candidates."""
+def score_tools(bundle: Bundle, requests: Requests, names: Sequence[str] | None = None) -> ToolScores:
+    """`names` (default: the best tool alone — all a row on the tool route needs) on every row's candidates.
+    The consult pool is scored inside `answer`, for the high-risk rows only."""
     started = time.perf_counter()
     candidates = requests.candidates
     valid = candidates >= 0
     safe = np.where(valid, candidates, 0)
     histories = requests.histories()
-    names = list(bundle.tools)
+    names = list(bundle.tools)[:1] if names is None else list(names)
     scores = np.full((len(requests), len(names), candidates.shape[1]), -np.inf, dtype=np.float32)
     for col, name in enumerate(names):
         tool = bundle.tools[name]
@@ -227,14 +229,16 @@ def _vlm_rows(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode,
     consulted_lists: list[list[str]] = [[] for _ in rows]
     sources = np.full(len(rows), "vlm", dtype="<U16")
     high_rows = np.flatnonzero(high)
-    if len(high_rows) and tools.names:
+    pool = list(bundle.tools)   # best tool first, then the consult pool
+    if len(high_rows) and pool:
         hi = sub.take(high_rows)
-        hi_tools = tools.take(rows[high_rows])
+        started = time.perf_counter()
+        # The pool is scored here, for high-risk rows only (unless the caller scored it for every row).
+        hi_tools = (tools.take(rows[high_rows]) if tools.names == pool else score_tools(bundle, hi, pool))
         outputs = hi_tools.outputs(hi.candidates, hi.targets)
-        mask = select_tools(cfg, "sequential", tools.names, hi.user_idx, tool_probs=first.tool_probs[high_rows],
+        mask = select_tools(cfg, "sequential", pool, hi.user_idx, tool_probs=first.tool_probs[high_rows],
                             prob_names=scorer.tool_names, usable=outputs.usable, targets=hi.targets,
                             confidence=outputs.confidence)
-        started = time.perf_counter()
         second = scorer.score(refine([instructions[i] for i in high_rows], outputs, mask))
         out.seconds["refine"] = time.perf_counter() - started
         width = hi.candidates.shape[1]
@@ -242,7 +246,7 @@ def _vlm_rows(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode,
         out.scores[rows[high_rows]] = merged.scores
         out.latency[rows[high_rows]] += out.seconds["refine"] / len(high_rows)
         sources[high_rows] = merged.source
-        for j, names in zip(high_rows, consulted_names(mask, tools.names)):
+        for j, names in zip(high_rows, consulted_names(mask, pool)):
             consulted_lists[j] = names
     out.source[rows] = sources
     for j, i in enumerate(rows):

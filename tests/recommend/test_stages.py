@@ -29,7 +29,7 @@ def bundle(world) -> Bundle:
 @pytest.fixture(scope="module")
 def tonight(bundle):
     requests = retrieve_candidates(bundle, gather(bundle.everything, USERS, bundle.tonight_eh))
-    return requests, score_tools(bundle, requests)
+    return requests, score_tools(bundle, requests, list(bundle.tools))
 
 
 def with_router(bundle: Bundle, **thresholds) -> Bundle:
@@ -61,6 +61,9 @@ def test_tonight_eh_is_computed_on_every_interaction(bundle, world):
 
 def test_tool_scores_best_tool_first_and_match_the_tool(bundle, tonight):
     requests, tools = tonight
+    best_only = score_tools(bundle, requests)          # the default: what a tool-route row needs
+    assert best_only.names == ["sasrec"]
+    np.testing.assert_array_equal(best_only.scores[:, 0], tools.scores[:, 0])
     assert tools.names[0] == "sasrec" and set(tools.names) == {"sasrec", "bpr_mf"}
     assert tools.scores.shape == (len(USERS), 2, 30)
     from reasonrec.tools.data import Queries
@@ -95,9 +98,9 @@ def test_thresholds_decide_at_their_inequalities(bundle, tonight):
 
 
 def test_malformed_vlm_output_consults_tools(bundle, tonight):
-    requests, tools = tonight
+    requests, _ = tonight
     with_router(bundle, tau_low=0.0, tau_high=1.0, tau_conf=0.0, n_consult=2)   # nothing is high by EH or conf
-    result = answer(bundle, requests, tools)
+    result = answer(bundle, requests, score_tools(bundle, requests))   # the pool is scored for high rows only
     assert not result.parse_ok.any()                      # untrained tiny VLM: malformed thoughts
     assert (result.route == "vlm+tools").all()
     assert all(names == ["sasrec", "bpr_mf"] for names in result.tools_consulted)
