@@ -123,7 +123,7 @@ def offline_check(recommend: dict, router: dict, version: str, split: str, negat
 def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> list[dict]:
     """The streaming pipeline; returns one stats row per written part."""
     recommend = cfg.recommend.model_dump(mode="json")
-    users = ray.data.read_parquet(join(cfg.recommend.dataset, "users.parquet"), override_num_blocks=cfg.read_blocks
+    users = ray.data.read_parquet(users_uri(cfg), override_num_blocks=cfg.read_blocks
                                   ).select_columns(["user_id", "user_idx"])
     if cfg.max_users is not None:
         users = users.limit(cfg.max_users)
@@ -166,11 +166,15 @@ def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds
     }
 
 
+def users_uri(cfg: ScoreConfig) -> str:
+    return cfg.users or join(cfg.recommend.dataset, "users.parquet")
+
+
 def count_users(cfg: ScoreConfig) -> int:
     """Users the table must cover (scored + quarantined), from the Parquet footer."""
     import pyarrow.parquet as pq
 
-    fs, path = open_fs(join(cfg.recommend.dataset, "users.parquet"))
+    fs, path = open_fs(users_uri(cfg))
     with fs.open(path, "rb") as f:
         total = pq.ParquetFile(f).metadata.num_rows
     return min(total, cfg.max_users) if cfg.max_users is not None else total

@@ -40,6 +40,9 @@ class ScoreConfig(StrictModel):
     recommend: RecommendConfig = Field(default_factory=RecommendConfig, description=(
         "Artifacts, candidates and router (reasonrec/recommend/config.py); shared with jobs/calibrate.py."))
     bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="Jobs that make absent artifacts (demo).")
+    users: str | None = Field(None, description=(
+        "Parquet of tonight's users (columns user_id, user_idx; local or s3://), e.g. an upstream export; "
+        "null = the dataset's users.parquet. Rows the dataset cannot score are quarantined, not dropped."))
     out: str = Field("artifacts/recommendations", description=(
         "Table root; each night lands in <out>/run_date=YYYY-MM-DD/ (local or s3://), its summary in "
         "<out>/_summaries/run_date=YYYY-MM-DD.json."))
