@@ -33,10 +33,13 @@ def head(tmp_path_factory):
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
-    gcs, dashboard = free_port(), free_port()
+    gcs, dashboard, agent_http, agent_grpc, metrics, runtime_env = (free_port() for _ in range(6))
     temp = tmp_path_factory.mktemp("ray")
     proc = subprocess.Popen([str(Path(bin_dir) / "ray"), "start", "--head", "--block", f"--port={gcs}",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                             # Every port explicit: another Ray on this machine holds the defaults (e.g. 52365).
+                             f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                             f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}", "--num-cpus=2",
                              "--num-gpus=0", f"--temp-dir={temp}", "--disable-usage-stats"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
