@@ -68,11 +68,15 @@ def test_ray_job_submit_writes_the_table(head, tmp_path):
     address, env = head
     world = build_world(tmp_path / "world", n_users=60, n_items=150)
     out = tmp_path / "recs"
-    submit = subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
-         "--", "python", "jobs/score.py", f"recommend.dataset={world.dataset}", f"recommend.vlm_dir={world.vlm_dir}",
-         "recommend.policy=config", f"out={out}", "run_date=2026-11-22", "k=5", "eval_users=20", "batch_size=32"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
+               "--", "python", "jobs/score.py", f"recommend.dataset={world.dataset}",
+               f"recommend.vlm_dir={world.vlm_dir}", "recommend.policy=config", f"out={out}", "run_date=2026-11-22",
+               "k=5", "eval_users=20", "batch_size=32"]
+    for _ in range(6):  # the job server answers before the node's agent is ready to take jobs
+        submit = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+        if "No available agent to submit job" not in submit.stdout + submit.stderr:
+            break
+        time.sleep(10)
     assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-2000:]
     assert "succeeded" in submit.stdout
     record = committed(str(out), "run_date=2026-11-22")
