@@ -99,19 +99,15 @@ def offline_check(recommend: dict, router: dict, version: str, split: str, negat
     """Tonight's pipeline on the split's fixed test lists (targets held out of every model's training):
     HR/NDCG of the routed answer and of most-popular on the same users. Runs as a Ray task beside the VLM."""
     from reasonrec.recommend.bundle import Bundle
+    from reasonrec.recommend.calibration import part_requests
     from reasonrec.recommend.config import RecommendConfig
     from reasonrec.recommend.evaluate import evaluate_requests, popularity_metrics
-    from reasonrec.recommend.requests import split_requests
     from reasonrec.router.config import RouterConfig
     from reasonrec.tools.data import ToolData
-    from reasonrec.vlm.instructions import read_split_evidence
 
     bundle = Bundle(RecommendConfig.model_validate(recommend), RouterConfig.model_validate(router), version)
     data = ToolData.load(bundle.cfg.dataset, split, negatives)
-    eh = read_split_evidence(data).sort_values("user_idx")["evidence_horizon"].to_numpy()
-    requests = split_requests(data, "test", eh)
-    if len(requests) > users:
-        requests = requests.take(np.sort(np.random.default_rng(0).choice(len(requests), users, replace=False)))
+    requests = part_requests(data, "test", max_users=users, seed=0)   # EH as calibration and training read it
     metrics = evaluate_requests(bundle, requests, mode)
     popular = popularity_metrics(data.split.train, data.n_items, requests)
     return {"split": split, "protocol": f"1+{negatives}", **metrics,
