@@ -20,6 +20,7 @@ from reasonrec.config import StrictModel
 from reasonrec.metrics.ranking import rank_of_target
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.config import RecommendConfig
+from reasonrec.recommend.evaluate import target_columns
 from reasonrec.recommend.requests import Requests, split_requests
 from reasonrec.recommend.stages import answer, score_tools
 from reasonrec.router.calibrate import DEFAULT_GRID
@@ -89,14 +90,7 @@ def hits_at_k(scores: np.ndarray, candidates: np.ndarray, targets: np.ndarray, k
               user_idx: np.ndarray | None = None) -> np.ndarray:
     """float [n] 1.0 where the target ranks in the top k of its row (rank_of_target: pessimistic ties, so a -inf
     column never beats a finite target); a target missing from its candidates is an error naming the user."""
-    present = candidates == np.asarray(targets)[:, None]
-    missing = np.flatnonzero(~present.any(axis=1))
-    if len(missing):
-        row = int(missing[0])
-        who = f"user_idx {int(user_idx[row])}" if user_idx is not None else f"row {row}"
-        raise ValueError(f"{who}: target item {int(targets[row])} is not among its candidates "
-                         f"({len(missing)} row(s) like this)")
-    return (rank_of_target(scores, present.argmax(axis=1)) < k).astype(np.float64)
+    return (rank_of_target(scores, target_columns(candidates, targets, user_idx)) < k).astype(np.float64)
 
 
 @dataclass

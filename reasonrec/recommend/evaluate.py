@@ -13,15 +13,16 @@ from reasonrec.recommend.stages import Mode, answer, score_tools
 from reasonrec.router.policy import ROUTES
 
 
-def target_columns(requests: Requests) -> np.ndarray:
-    """Each row's target column in its candidate list; an error names the row if a list lacks its target."""
-    hits = requests.candidates == requests.targets[:, None]
-    missing = np.flatnonzero(~hits.any(axis=1))
+def target_columns(candidates: np.ndarray, targets: np.ndarray, user_idx: np.ndarray | None = None) -> np.ndarray:
+    """Each row's target column in its candidate list; a list without its target is an error naming the user."""
+    present = candidates == np.asarray(targets)[:, None]
+    missing = np.flatnonzero(~present.any(axis=1))
     if len(missing):
         row = int(missing[0])
-        raise ValueError(f"request row {row} (user_idx {int(requests.user_idx[row])}): target "
-                         f"{int(requests.targets[row])} is not in its candidate list")
-    return hits.argmax(axis=1)
+        who = f"user_idx {int(user_idx[row])}" if user_idx is not None else f"row {row}"
+        raise ValueError(f"{who}: target item {int(targets[row])} is not among its candidates "
+                         f"({len(missing)} row(s) like this)")
+    return present.argmax(axis=1)
 
 
 def evaluate_requests(bundle: Bundle, requests: Requests, mode: Mode = "routed", batch_size: int = 64,
@@ -31,7 +32,7 @@ def evaluate_requests(bundle: Bundle, requests: Requests, mode: Mode = "routed",
     for start in range(0, len(requests), batch_size):
         batch = requests.take(np.arange(start, min(len(requests), start + batch_size)))
         result = answer(bundle, batch, score_tools(bundle, batch), mode)
-        ranks.append(rank_of_target(result.scores, target_columns(batch)))
+        ranks.append(rank_of_target(result.scores, target_columns(batch.candidates, batch.targets, batch.user_idx)))
         routes.append(result.route)
         latency.append(result.latency)
     rank, route = np.concatenate(ranks), np.concatenate(routes)
@@ -44,4 +45,5 @@ def popularity_metrics(train_interactions, n_items: int, requests: Requests, ks:
     """Most-popular (fitted on the split's train part) on the same lists: the floor a model must clear."""
     model = MostPopular().fit(train_interactions, n_items)
     scores = model.score(requests.user_idx, requests.candidates)
-    return ranking_metrics(rank_of_target(scores, target_columns(requests)), ks)
+    return ranking_metrics(rank_of_target(scores, target_columns(requests.candidates, requests.targets,
+                                                                 requests.user_idx)), ks)
