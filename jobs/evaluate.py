@@ -1,0 +1,220 @@
+"""The evaluation report: tables mirroring the paper, from the saved splits, candidates and trained models.
+
+    python jobs/evaluate.py --config configs/evaluate/ml-latest-small.yaml
+    python jobs/evaluate.py --dataset artifacts/datasets/ml-latest-small --out docs/reports/ml-latest-small
+    python jobs/evaluate.py --config configs/evaluate/synthetic.yaml --quick          # CI: 40 users
+    python jobs/evaluate.py --config configs/evaluate/ml-latest-small.yaml max_users=200 tool_selection=[]
+
+Writes <out>/report.md, report.json (every number) and reliability.png, cold_start.png, a9.png. The test
+users (all, or a seeded subset) are answered once on every route — best tool alone, VLM alone, VLM after
+consulting tools (plus one VLM+tools pass per extra consult mode for Table A7) — by the stages the nightly
+job runs, and every VLM table reads that one pass: ReasonRec's answer is each user's outcome on the route
+the (calibrated) policy picks. The tools, most-popular and the majority vote are scored on the same users.
+No Ray: the job runs where it is launched; the VLM uses the GPU if there is one (recommend.device).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reasonrec.cli import job_parser, resolve_config
+from reasonrec.io import join
+from reasonrec.report.config import EvaluateConfig
+from reasonrec.report.writer import NOT_YET, markdown, plots, save
+
+# torch, the tools and the VLM are imported by the recipe's methods: --help-config and config errors stay fast.
+
+
+def parse(argv: list[str] | None) -> EvaluateConfig:
+    parser = job_parser(__doc__)
+    parser.add_argument("--dataset", help="sets recommend.dataset (and recommend.vlm_dir = artifacts/vlm/<its name>)")
+    parser.add_argument("--out", help="sets out")
+    parser.add_argument("--quick", action="store_true", help="sets quick=true (quick_users users)")
+    args = parser.parse_args(argv)
+    flags = []
+    if args.dataset:
+        flags += [f"recommend.dataset={json.dumps(args.dataset)}",
+                  f"recommend.vlm_dir={json.dumps(join('artifacts/vlm', Path(args.dataset.rstrip('/')).name))}"]
+    if args.out:
+        flags.append(f"out={json.dumps(args.out)}")
+    if args.quick:
+        flags.append("quick=true")
+    return resolve_config(EvaluateConfig, args, flags)
+
+
+def _shown(path: str) -> str:
+    """A local path under the working directory as a relative one, so a committed report names no home folder."""
+    if "://" in path or not Path(path).is_absolute():
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+class EvaluateRecipe:
+    """Main table (tools, most-popular, majority vote, VLM-only, VLM+tools always, ReasonRec; 1+N and full
+    ranking), CTR table, cold start by EH group, Tables A9 / A7 / 4, confidence calibration; the other
+    sections of the paper are listed as not computed yet."""
+
+    def __init__(self, cfg: EvaluateConfig, command: str):
+        self.cfg, self.command = cfg, command
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="reasonrec-evaluate-")
+
+    def _stage(self, name: str, since: float) -> None:
+        self.seconds[name] = round(time.perf_counter() - since, 1)
+        print(f"[evaluate] {name}: {self.seconds[name]} s", flush=True)
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
+        from reasonrec.recommend.calibration import part_requests
+        from reasonrec.report.ranking import load_tools
+        from reasonrec.tools.data import ToolData
+
+        t = time.perf_counter()
+        cfg = self.cfg
+        self.version = model_version(cfg.recommend)
+        self.router, self.policy = resolve_router(cfg.recommend, self.version)
+        self.bundle = Bundle(cfg.recommend, self.router, self.version)
+        self.data = ToolData.load(cfg.recommend.dataset, cfg.split, cfg.negatives, cfg.ctr_split, cfg.ctr_ratio)
+        self.requests = part_requests(self.data, "test", cfg.users, cfg.seed)
+        self.tools = load_tools(self.bundle.tools_dir, cfg.tools, self._tmp.name)
+        print(f"[evaluate] {self.version}: {len(self.requests)} of {len(self.data.test_candidates)} test users, "
+              f"tools {list(self.tools.tools)}", flush=True)
+        self._stage("setup", t)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> dict:
+        import numpy as np
+
+        from reasonrec.report.cold_start import cold_start_rows
+        from reasonrec.report.conflict import conflict_row
+        from reasonrec.report.ctr import ctr_rows
+        from reasonrec.report.outcomes import collect
+        from reasonrec.report.planning import a7_rows, a9_rows
+        from reasonrec.report.ranking import baseline_rows, metrics
+        from reasonrec.router.policy import ROUTES
+
+        cfg = self.cfg
+        t = time.perf_counter()
+        baselines = baseline_rows(self.tools, self.data, self.requests, cfg.full_ranking)
+        self._stage("tools and baselines", t)
+        t = time.perf_counter()
+        outcomes = collect(self.bundle, self.requests, cfg.batch_size, cfg.tool_selection,
+                           lambda done, total: print(f"[evaluate] VLM pass: {done}/{total} users", flush=True))
+        self._stage("VLM pass (every route)", t)
+        if any(outcomes.vlm_failures.values()):
+            print(f"[evaluate] WARNING: VLM passes failed on {outcomes.vlm_failures} rows", file=sys.stderr)
+        routed, route = outcomes.routed(self.router)
+        vlm_rows = [{"model": "VLM-only", "kind": "vlm", "users": len(outcomes),
+                     **metrics(outcomes.answers["vlm"].rank)},
+                    {"model": "VLM+tools always", "kind": "vlm", "users": len(outcomes),
+                     **metrics(outcomes.answers["vlm+tools"].rank)},
+                    {"model": "ReasonRec (routed)", "kind": "vlm", "users": len(outcomes), **metrics(routed.rank),
+                     "route_shares": {r: float((route == r).mean()) for r in ROUTES}}]
+        t = time.perf_counter()
+        ctr_tools = {n: self.tools.tools[n] for n in self.tools.names(("ctr",))}
+        users = None if cfg.users is None else np.unique(self.requests.user_idx)
+        ctr = ctr_rows(ctr_tools, self.data, users, list(self.bundle.instruction_config.tasks))
+        self._stage("CTR table", t)
+        hits = {outcomes.best_tool: outcomes.answers["tool"].rank < 5, "VLM-only": outcomes.answers["vlm"].rank < 5,
+                "ReasonRec": routed.rank < 5}
+        thresholds = {"ReasonRec (routed, calibrated policy)" if self.policy else "ReasonRec (routed)": self.router}
+        if self.policy is not None:
+            thresholds["routed, router config thresholds"] = cfg.recommend.router
+        return {"main": baselines + vlm_rows, "ctr": ctr, "cold_start": cold_start_rows(outcomes.eh, hits, route),
+                "a9": a9_rows(outcomes, thresholds), "a7": a7_rows(outcomes, self.router),
+                "conflict": conflict_row(outcomes.answers["tool"].top1, routed.top1, outcomes.targets),
+                "calibration": self._calibration(outcomes, routed.rank, route),
+                "calibration_hit": cfg.calibration_hit, "calibration_bins": cfg.calibration_bins,
+                "not_yet": dict(NOT_YET), "vlm_failures": outcomes.vlm_failures}
+
+    def _calibration(self, outcomes, routed_rank, route) -> list[dict]:
+        """Forced routes over every user, then the routed answer's users on each route (PartOutcomes, arrays)."""
+        from reasonrec.report.calibration import calibration_row
+        from reasonrec.router.policy import ROUTES
+
+        k, bins = self.cfg.calibration_hit, self.cfg.calibration_bins
+        conf = {"tool": outcomes.tool_confidence, "vlm": outcomes.vlm_confidence, "vlm+tools": outcomes.vlm_confidence}
+        rows = [calibration_row(f"forced {r}", conf[r], outcomes.answers[r].rank < k, bins) for r in ROUTES]
+        for r in ROUTES:
+            on = route == r
+            if on.any():
+                rows.append(calibration_row(f"routed, {r} users", conf[r][on], routed_rank[on] < k, bins))
+        return rows
+
+    # ------------------------------------------------------------------ save
+
+    def header(self) -> dict:
+        import torch
+
+        cfg, splits = self.cfg, join(self.cfg.recommend.dataset, "splits")
+        cuda = self.bundle.cfg.device != "cpu" and torch.cuda.is_available()
+        files = [join(splits, cfg.split, "candidates", f"neg{cfg.negatives}", "test.parquet"),
+                 join(splits, cfg.split, "evidence.parquet"), join(cfg.recommend.vlm_dir, "run.json")]
+        if self.policy is not None:
+            files.append(join(cfg.recommend.vlm_dir, "policy.json"))
+        if self.data.ctr is not None:
+            files.append(join(splits, cfg.ctr_split, "ctr", f"1to{cfg.ctr_ratio}", "test.parquet"))
+        return {"dataset": cfg.recommend.dataset, "dataset_name": Path(cfg.recommend.dataset.rstrip("/")).name,
+                "split": cfg.split, "negatives": cfg.negatives, "seed": cfg.seed, "quick": cfg.quick,
+                "users": len(self.requests), "users_total": len(self.data.test_candidates), "files": files,
+                "model_version": self.version, "vlm_dir": cfg.recommend.vlm_dir,
+                "tools_dir": _shown(self.bundle.tools_dir),
+                "best_tool": next(iter(self.bundle.tools), None),
+                "policy_source": (f"policy.json ({self.policy.model_version})" if self.policy
+                                  else "the router config (policy=config)"),
+                "thresholds": self.router.model_dump(include={"tau_low", "tau_high", "tau_tool", "tau_conf"}),
+                "confidence_source": self.router.confidence_source, "tool_selection": self.router.tool_selection,
+                "consult_pool": list(self.bundle.tools), "n_consult": self.router.n_consult,
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                            "python": platform.python_version(),
+                            "torch": torch.__version__,
+                            "device": f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cpu"},
+                "command": self.command, "stage_seconds": dict(self.seconds),
+                "wall_seconds": round(time.perf_counter() - self.started, 1), "config": cfg.model_dump(mode="json")}
+
+    def save(self, tables: dict) -> dict:
+        t = time.perf_counter()
+        folder = join(self._tmp.name, "png")
+        os.makedirs(folder, exist_ok=True)
+        report = {"header": {}, **tables}
+        pngs = plots(report, folder)
+        self._stage("plots", t)
+        report["header"] = self.header()
+        save(report, self.cfg.out, folder, pngs)
+        return report
+
+    def cleanup(self) -> None:
+        self._tmp.cleanup()
+
+
+def recipe_main(argv: list[str] | None = None) -> dict:
+    cfg = parse(argv)
+    command = "python jobs/evaluate.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    recipe = EvaluateRecipe(cfg, command)
+    try:
+        recipe.setup()
+    except FileNotFoundError as err:  # no policy.json for this model, a missing tool: say which, exit 1
+        print(f"evaluate: {err}", file=sys.stderr)
+        sys.exit(1)
+    report = recipe.save(recipe.run())
+    recipe.cleanup()
+    print(markdown(report) + f"Report: {cfg.out}/report.{{md,json}}, reliability.png, cold_start.png, a9.png")
+    return report
+
+
+if __name__ == "__main__":
+    recipe_main()

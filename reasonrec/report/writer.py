@@ -1,0 +1,176 @@
+"""report.md, report.json and the PNG plots from one report dict (every number in it computed by the run).
+
+Markdown cells: numbers with 4 decimals, "—" where a model cannot give the number (the VLM in full ranking),
+and a section that is not computed yet says so in one line instead of showing a table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from reasonrec.io import join, open_fs
+
+NOT_YET = {
+    "Explanation generation (BLEU-4, ROUGE-L)": "needs the explanation task's evaluation (template/retrieval "
+    "baseline and VLM generations on All-Beauty reviews and the synthetic set); not built yet.",
+    "Ablations (no curriculum, single template, no tools)": "needs the ablation VLM runs evaluated on the same "
+    "test users; not wired into this job yet.",
+    "Time shift (temporal cut-off)": "needs a temporal split with its own tools and VLM; not built yet.",
+    "Multi-domain (Beauty + Sports merged)": "needs the merged dataset's tools and VLM; not built yet.",
+    "Planning, Table A6 (tool ensemble only vs VLM without planning vs ReasonRec)": "needs a VLM trained without "
+    "planning; not wired into this job yet.",
+}
+
+
+def cell(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> list[str]:
+    """Markdown table of `rows` with (key, header) columns; a missing key is '—'."""
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return lines
+
+
+def markdown(report: dict) -> str:
+    h = report["header"]
+    m = h["machine"]
+    out = [f"# ReasonRec evaluation report: {h['dataset_name']}", "",
+           f"Dataset `{h['dataset']}`, split {h['split']}, 1+{h['negatives']} test lists; {h['users']} of "
+           f"{h['users_total']} test users (seed {h['seed']}{', quick mode' if h['quick'] else ''}). "
+           f"Model {h['model_version']} (VLM `{h['vlm_dir']}`), tools `{h['tools_dir']}`; router thresholds from "
+           f"{h['policy_source']}. Machine: {m['platform']}, {m['cpus']} CPUs, {m['device']}, Python {m['python']}, "
+           f"torch {m['torch']}. Wall time {h['wall_seconds']:.1f} s ("
+           + ", ".join(f"{k} {v:.1f} s" for k, v in h["stage_seconds"].items()) + "). Files read: "
+           + ", ".join(f"`{f}`" for f in h["files"]) + ".", "",
+           f"Command: `{h['command']}`", ""]
+    out += ["## Sequential recommendation (HR@5, NDCG@5)", "",
+            "Every row on the same users and the same fixed lists; full ranking = against the whole catalogue "
+            "minus the user's train + valid items (the VLM ranks candidate lists only: —). ReasonRec = each user's "
+            "answer on the route the router picks.", ""]
+    out += table(report["main"], [("model", "model"), ("kind", "kind"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
+                                  ("HR@10", "HR@10"), ("NDCG@10", "NDCG@10"), ("full_HR@5", "full HR@5"),
+                                  ("full_NDCG@5", "full NDCG@5")])
+    out += ["", "## CTR (AUC, LogLoss)", ""]
+    if report["ctr"]:
+        out += table(report["ctr"], [("model", "model"), ("rows", "test rows"), ("AUC", "AUC"),
+                                     ("LogLoss", "LogLoss"), ("note", "note")])
+    else:
+        out.append("The dataset has no CTR split (prepare it with the random split and CTR negatives).")
+    c = report["cold_start"]
+    out += ["", "## Cold start (EH groups)", "",
+            f"Test users cut into 10 equal groups by evidence horizon (group 1 = highest EH), aggregated; HR@5 of "
+            f"the best tool ({h['best_tool']}), VLM-only and ReasonRec; delegated = share answered by the tool "
+            f"alone, consulted = share whose VLM consulted tools. The 10 groups' own rows are in report.json "
+            f"(cold_start.groups). Plot: cold_start.png.", ""]
+    cols = [("group", "group"), ("users", "users"), ("eh_min", "EH min"), ("eh_max", "EH max")]
+    cols += [(k, k.split("/", 1)[1] + " HR@5") for k in c["aggregates"][0] if k.startswith("HR@5/")]
+    cols += [("delegated", "delegated"), ("consulted", "consulted")]
+    out += table(c["aggregates"], cols)
+    out += ["", "## Planning", "", "### Table A9: routing vs always-on (HR@5, NDCG@5, seconds per user)", "",
+            "Seconds per user: each user's share of its batch's wall time on that route (tools, VLM pass, refine "
+            "pass); a routed answer's is its route's. Plot: a9.png.", ""]
+    a9 = [{**row, "shares": " / ".join(f"{row['route_shares'][r]:.2f}" for r in ("tool", "vlm", "vlm+tools"))}
+          if "route_shares" in row else row for row in report["a9"]]
+    out += table(a9, [("answer", "answer"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
+                                ("seconds_per_user", "s/user"), ("shares", "tool / vlm / vlm+tools")])
+    out += ["", "### Table A7: tool selection when consulting", ""]
+    if report["a7"]:
+        out += [f"Each consulting user is shown {h['n_consult']} of the tools {', '.join(h['consult_pool'])} "
+                f"(the router's own mode: {h['tool_selection']}). always = every user consults; routed = only the "
+                "users the router sends to vlm+tools. Oracle reads the target: an upper bound."
+                + (" With no more tools than n_consult every mode shows the same tools."
+                   if len(h["consult_pool"]) <= h["n_consult"] else ""), ""]
+        out += table(report["a7"], [("selection", "selection"), ("always_HR@5", "always HR@5"),
+                                    ("always_NDCG@5", "always NDCG@5"), ("routed_HR@5", "routed HR@5"),
+                                    ("routed_NDCG@5", "routed NDCG@5"), ("consulting_users", "consulting users")])
+    else:
+        out.append("Not computed in this run (tool_selection: []).")
+    k = report["conflict"]
+    out += ["", f"### Table 4: conflict analysis ({h['best_tool']} vs ReasonRec, top-1)", "",
+            "Accuracy = hit@1; disagreement = the two put different items first.", ""]
+    out += table([k], [("rows", "users"), ("tool_accuracy", "tool acc."), ("model_accuracy", "ReasonRec acc."),
+                       ("disagreement_rate", "disagreement rate"), ("tool_accuracy_on_disagreements",
+                                                                    "tool acc. on disagreements"),
+                       ("model_accuracy_on_disagreements", "ReasonRec acc. on disagreements")])
+    out += ["", f"## Confidence calibration (confidence vs hit@{report['calibration_hit']})", "",
+            "Forced routes over every user, then the routed answer's users by route. Tool route: the best tool's "
+            "scale-free confidence; VLM routes: the VLM's first-pass confidence "
+            f"({h['confidence_source']}). ECE over {report['calibration_bins']} equal bins. Plot: reliability.png.", ""]
+    out += table(report["calibration"], [("answer", "answer"), ("rows", "users"), ("mean_confidence", "mean conf."),
+                                         ("accuracy", f"hit@{report['calibration_hit']}"), ("ECE", "ECE")])
+    out += ["", "## Not in this report yet", ""]
+    out += [f"- **{name}**: {why}" for name, why in report["not_yet"].items()]
+    if any(report["vlm_failures"].values()):
+        out += ["", f"VLM failures (rows answered by the best tool instead): {report['vlm_failures']}."]
+    return "\n".join(out) + "\n"
+
+
+def plots(report: dict, folder: str) -> list[str]:
+    """reliability.png, cold_start.png, a9.png into a local folder; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect")
+    for row in report["calibration"]:
+        if row["answer"].startswith("forced"):
+            pts = [(b["confidence"], b["accuracy"]) for b in row["bins"] if b["count"]]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=f"{row['answer']} (ECE {cell(row['ECE'])})")
+    ax.set(xlabel="stated confidence", ylabel=f"hit@{report['calibration_hit']}", xlim=(0, 1), ylim=(0, 1),
+           title="Reliability")
+    ax.legend(fontsize=7)
+    names.append(_save(fig, folder, "reliability.png"))
+
+    aggs = report["cold_start"]["aggregates"]
+    answers = [k for k in aggs[0] if k.startswith("HR@5/")]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / max(len(answers), 1)
+    for i, key in enumerate(answers):
+        ax.bar([g + i * width for g in range(len(aggs))], [a[key] or 0.0 for a in aggs], width,
+               label=key.split("/", 1)[1])
+    ax.set_xticks([g + width * (len(answers) - 1) / 2 for g in range(len(aggs))], [a["group"] for a in aggs])
+    ax.set(ylabel="HR@5", title="Cold start by EH group")
+    ax.legend(fontsize=7)
+    names.append(_save(fig, folder, "cold_start.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for row in report["a9"]:
+        ax.scatter(row["seconds_per_user"], row["HR@5"])
+        ax.annotate(row["answer"], (row["seconds_per_user"], row["HR@5"]), fontsize=7)
+    ax.set(xlabel="seconds per user", ylabel="HR@5", title="Quality vs cost (A9)")
+    names.append(_save(fig, folder, "a9.png"))
+    return names
+
+
+def _save(fig, folder: str, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(f"{folder}/{name}", dpi=90)
+    plt.close(fig)
+    return name
+
+
+def save(report: dict, out: str, png_folder: str, pngs: list[str]) -> None:
+    """report.md + report.json + the PNGs (made locally) into `out` (local or s3://)."""
+    fs, path = open_fs(out)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(join(path, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with fs.open(join(path, "report.md"), "w") as f:
+        f.write(markdown(report))
+    for name in pngs:
+        fs.put_file(f"{png_folder}/{name}", join(path, name))
