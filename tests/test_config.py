@@ -13,12 +13,14 @@ from reasonrec.data.prepare_config import PrepareConfig
 from reasonrec.recommend.calibration import CalibrateConfig
 from reasonrec.report.config import EvaluateConfig
 from reasonrec.scoring import ScoreConfig
+from reasonrec.serving.config import ServeConfig
 from reasonrec.tools.train_config import TrainToolsConfig
 from reasonrec.vlm.train_config import TrainVLMConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SCHEMA_BY_FOLDER = {"prepare": PrepareConfig, "train_tools": TrainToolsConfig, "train_vlm": TrainVLMConfig,
-                    "calibrate": CalibrateConfig, "score": ScoreConfig, "evaluate": EvaluateConfig}
+                    "calibrate": CalibrateConfig, "score": ScoreConfig, "evaluate": EvaluateConfig,
+                    "serve": ServeConfig}
 
 
 def shipped_configs() -> list[Path]:

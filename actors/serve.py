@@ -1,0 +1,329 @@
+"""Ray Serve deployments over reasonrec.serving: thin wrappers, every decision is in the Ray-free library.
+
+    HTTP ─▶ Router (FastAPI ingress: validation, composition, status codes)
+              ├─▶ Tools (CPU replicas): retrieval + best tool; answers low-risk rows and cold start itself;
+              │                         /v1/ctr
+              └─▶ VLM (GPU when present): @serve.batch answer() for rows off the tool route; /v1/explain
+
+Start it with jobs/serve.py, or `serve run actors.serve:app config=configs/serve/synthetic.yaml [key=value ...]`
+(other args are config overrides). Replicas load their models in a background thread, so the app is up at
+once and GET /readyz answers 503 (and the API 503 "loading") until every deployment has loaded. A full queue
+(max_queued_requests) is a 503, never a crashed replica: Serve's own at the ingress, the router's (with
+Retry-After) for the Tools and VLM deployments.
+
+No `from __future__ import annotations` here: FastAPI reads the route signatures' body models at runtime.
+"""
+
+import asyncio
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+
+from reasonrec.config import load_config
+from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
+from reasonrec.recommend.config import RecommendConfig
+from reasonrec.router.config import RouterConfig
+from reasonrec.serving import api
+from reasonrec.serving.config import DeploymentSettings, ServeConfig
+from reasonrec.serving.online import BadRequest, Catalogue, Pending, answer_stage, cold_start, resolve, tools_stage
+
+# Test hook: replicas wait to load until this file exists (so "not ready yet" can be observed).
+HOLD_ENV = "RR_SERVE_HOLD_LOAD"
+
+
+def _reply(status: int, body: dict | None = None, detail: str | None = None) -> dict:
+    """What a replica hands the router: an HTTP status and a body (or a message)."""
+    return {"status": status, "body": body, "detail": detail}
+
+
+class Loader:
+    """Loads a replica's models in a background thread; `gate` returns a 503 reply until they are loaded."""
+
+    def __init__(self, load: Callable[[], None]):
+        self.error: str | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(load,), daemon=True).start()
+
+    def _run(self, load: Callable[[], None]) -> None:
+        try:
+            hold = os.environ.get(HOLD_ENV)
+            while hold and not Path(hold).exists():
+                time.sleep(0.05)
+            load()
+        except Exception as err:  # noqa: BLE001 - reported by /readyz and every request instead
+            self.error = f"{type(err).__name__}: {err}"
+        finally:
+            self.done.set()
+
+    def status(self) -> dict:
+        return {"ready": self.done.is_set() and self.error is None, "error": self.error}
+
+    def gate(self) -> dict | None:
+        if not self.done.is_set():
+            return _reply(503, detail="models are still loading; retry shortly (see GET /readyz)")
+        if self.error is not None:
+            return _reply(503, detail=f"models failed to load: {self.error}")
+        return None
+
+
+def _threads(settings: DeploymentSettings) -> None:
+    """torch's and faiss's (OpenMP) thread pools: spinning pools in concurrent requests fight over the cores."""
+    if settings.torch_threads is not None:
+        import faiss
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+        faiss.omp_set_num_threads(settings.torch_threads)
+
+
+def _bundle(cfg: ServeConfig, router: dict, version: str) -> Bundle:
+    return Bundle(RecommendConfig.model_validate(cfg.recommend.model_dump()), RouterConfig.model_validate(router),
+                  version)
+
+
+class Tools:
+    """CPU replica: the tools stage of every recommendation (the whole answer on the tool route and for cold
+    start), and CTR probabilities."""
+
+    def __init__(self, cfg: dict, router: dict, version: str):
+        self.cfg, self.router, self.version = ServeConfig.model_validate(cfg), router, version
+        self.ctr_tool, self.ctr_name, self.ctr_error = None, None, None
+        self.tmp = tempfile.TemporaryDirectory(prefix="reasonrec-ctr-")
+        _threads(self.cfg.tools)
+        self.loader = Loader(self._load)
+
+    def _load(self) -> None:
+        from reasonrec.serving.ctr import choose_ctr_tool, load_ctr_tool
+
+        bundle = _bundle(self.cfg, self.router, self.version)
+        bundle.everything, bundle.tonight_eh, bundle.tools, bundle.retrieval  # noqa: B018 - load them now
+        self.catalogue = Catalogue(bundle)
+        try:  # the recommend API works without a CTR tool; /v1/ctr then says why it cannot answer
+            self.ctr_name = choose_ctr_tool(bundle.tools_dir, self.cfg.ctr_tool)
+            self.ctr_tool = load_ctr_tool(bundle.tools_dir, self.ctr_name, self.tmp.name)
+        except (FileNotFoundError, ValueError) as err:
+            self.ctr_tool, self.ctr_error = None, str(err)
+        self.bundle = bundle
+
+    def status(self) -> dict:
+        return self.loader.status()
+
+    def recommend(self, body: dict) -> dict | Pending:
+        if (gate := self.loader.gate()) is not None:
+            return gate
+        try:
+            resolved = resolve(api.RecommendRequest.model_validate(body), self.catalogue, self.cfg)
+        except BadRequest as err:
+            return _reply(err.status, detail=str(err))
+        if resolved.cold_start:
+            return _reply(200, cold_start(self.bundle, self.catalogue, resolved, self.version))
+        out = tools_stage(self.bundle, resolved, self.version)
+        return out if isinstance(out, Pending) else _reply(200, out)
+
+    def ctr(self, body: dict) -> dict:
+        from reasonrec.serving.ctr import ctr_probabilities
+
+        if (gate := self.loader.gate()) is not None:
+            return gate
+        if self.ctr_tool is None:
+            return _reply(503, detail=f"no CTR tool: {self.ctr_error}")
+        request = api.CTRRequest.model_validate(body)
+        try:
+            if len(request.item_ids) > self.cfg.max_ctr_items:
+                raise BadRequest(f"item_ids: {len(request.item_ids)} items, at most {self.cfg.max_ctr_items} allowed")
+            items = self.catalogue.items(request.item_ids, "item_ids")
+        except BadRequest as err:
+            return _reply(err.status, detail=str(err))
+        user_idx = self.catalogue.user(request.user_id)
+        probs = ctr_probabilities(self.bundle, self.ctr_tool, user_idx, items, self.cfg.cold_start_sample)
+        return _reply(200, {"user_id": request.user_id, "tool": self.ctr_name, "cold_start": user_idx < 0,
+                            "probabilities": [{"item_id": i, "probability": float(p)}
+                                              for i, p in zip(request.item_ids, probs)]})
+
+
+class VLM:
+    """VLM replica: answer() for the rows the tools stage could not settle (batched), and explanations."""
+
+    def __init__(self, cfg: dict, router: dict, version: str):
+        self.cfg, self.router, self.version = ServeConfig.model_validate(cfg), router, version
+        self.lock = threading.Lock()   # one model, one forward pass at a time (batches and explanations)
+        self._answer_batch.set_max_batch_size(self.cfg.vlm_batching.max_batch_size)
+        self._answer_batch.set_batch_wait_timeout_s(self.cfg.vlm_batching.batch_wait_timeout_s)
+        _threads(self.cfg.vlm)
+        self.loader = Loader(self._load)
+
+    def _load(self) -> None:
+        bundle = _bundle(self.cfg, self.router, self.version)
+        bundle.everything, bundle.tonight_eh, bundle.tools, bundle.item_text, bundle.scorer  # noqa: B018
+        self.catalogue = Catalogue(bundle)
+        self.bundle = bundle
+
+    def status(self) -> dict:
+        return self.loader.status()
+
+    async def answer(self, pending: Pending) -> dict:
+        if (gate := self.loader.gate()) is not None:
+            return gate
+        return _reply(200, await self._answer_batch(pending))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _answer_batch(self, pending: list[Pending]) -> list[dict]:
+        return await asyncio.to_thread(self._locked, answer_stage, self.bundle, pending, self.version)
+
+    def _locked(self, fn: Callable, *args: Any) -> Any:
+        with self.lock:
+            return fn(*args)
+
+    async def explain(self, body: dict) -> dict:
+        from reasonrec.serving.explain import explain
+
+        if (gate := self.loader.gate()) is not None:
+            return gate
+        if self.bundle.cfg.vlm_dir is None:
+            return _reply(501, detail="explanations need a VLM: recommend.vlm_dir is null")
+        request = api.ExplainRequest.model_validate(body)
+        try:
+            item = self.catalogue.item(request.item_id, "item_id")
+        except BadRequest as err:
+            return _reply(err.status, detail=str(err))
+        user = self.catalogue.user(request.user_id)
+        text = await asyncio.to_thread(self._locked, explain, self.bundle, user, item, self.cfg.explain_max_new_tokens)
+        return _reply(200, {"user_id": request.user_id, "item_id": request.item_id, "text": text,
+                            "model_version": self.version, "cold_start": user < 0})
+
+
+# --------------------------------------------------------------------------------------------- the ingress
+
+fastapi_app = FastAPI(title="ReasonRec", version="1", description=(
+    "Risk-routed recommendations from the nightly job's artifacts and router (same model version, same policy). "
+    "Errors are JSON {\"detail\": message}: 400 malformed JSON, 422 invalid fields, 503 loading or overloaded "
+    "(retry after the Retry-After header)."))
+ERRORS = {400: {"model": api.Problem}, 422: {"model": api.Problem}, 503: {"model": api.Problem}}
+
+
+@fastapi_app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+    problems = err.errors()
+    malformed = [p for p in problems if p.get("type") == "json_invalid"]
+    if malformed:
+        where, why = malformed[0].get("loc", ("body", "?"))[-1], malformed[0].get("ctx", {}).get("error", "")
+        return JSONResponse({"detail": f"malformed JSON at character {where}: {why or 'not JSON'}"}, status_code=400)
+    text = "; ".join(f"{'.'.join(str(x) for x in p.get('loc', ())[1:]) or 'body'}: {p.get('msg')}" for p in problems)
+    return JSONResponse({"detail": text}, status_code=422)
+
+
+def _http(reply: dict) -> JSONResponse | dict:
+    if reply["status"] == 200:
+        return reply["body"]
+    headers = {"Retry-After": "1"} if reply["status"] == 503 else None
+    return JSONResponse({"detail": reply["detail"]}, status_code=reply["status"], headers=headers)
+
+
+async def _call(method, *args) -> Any:
+    """A handle call; a full queue downstream is a 503 reply (Serve's backpressure), not an error."""
+    try:
+        return await method.remote(*args)
+    except BackPressureError as err:
+        return _reply(503, detail=f"overloaded, retry later ({err})")
+    except Exception as err:  # noqa: BLE001 - one failed request is a 500 with its reason; the replica lives on
+        return _reply(500, detail=f"internal error: {type(err).__name__}: {str(err)[-300:]}")
+
+
+@serve.deployment
+@serve.ingress(fastapi_app)
+class Router:
+    def __init__(self, tools, vlm, version: str):
+        self.tools, self.vlm, self.version = tools, vlm, version
+
+    @fastapi_app.get("/healthz", response_model=api.Health)
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @fastapi_app.get("/readyz", response_model=api.Readiness, responses={503: {"model": api.Readiness}})
+    async def readyz(self):
+        replies = await asyncio.gather(_call(self.tools.status), _call(self.vlm.status))
+        states = {name: r if "ready" in r else {"ready": False, "error": r["detail"]}
+                  for name, r in zip(("tools", "vlm"), replies)}
+        body = {"ready": all(s["ready"] for s in states.values()), "model_version": self.version,
+                "waiting_for": [n for n, s in states.items() if not s["ready"]],
+                "errors": {n: s["error"] for n, s in states.items() if s["error"]}}
+        return body if body["ready"] else JSONResponse(body, status_code=503)
+
+    @fastapi_app.post("/v1/recommend", response_model=api.RecommendResponse, responses=ERRORS)
+    async def recommend(self, request: api.RecommendRequest):
+        out = await _call(self.tools.recommend, request.model_dump())
+        if isinstance(out, Pending):   # off the tool route: the VLM finishes it
+            out = await _call(self.vlm.answer, out)
+        return _http(out)
+
+    @fastapi_app.post("/v1/ctr", response_model=api.CTRResponse, responses=ERRORS)
+    async def ctr(self, request: api.CTRRequest):
+        return _http(await _call(self.tools.ctr, request.model_dump()))
+
+    @fastapi_app.post("/v1/explain", response_model=api.ExplainResponse, responses={**ERRORS, 501: {"model": api.Problem}})
+    async def explain(self, request: api.ExplainRequest):
+        return _http(await _call(self.vlm.explain, request.model_dump()))
+
+
+# --------------------------------------------------------------------------------------------- building it
+
+def deployment_options(settings: DeploymentSettings, gpus: float = 0.0) -> dict:
+    auto = settings.autoscaling
+    return {"autoscaling_config": {"min_replicas": auto.min_replicas, "max_replicas": auto.max_replicas,
+                                   "initial_replicas": max(auto.min_replicas, 1),
+                                   "target_ongoing_requests": auto.target_ongoing_requests},
+            "max_ongoing_requests": settings.max_ongoing_requests,
+            "max_queued_requests": settings.max_queued_requests,
+            "ray_actor_options": {"num_cpus": settings.num_cpus, "num_gpus": gpus, **_thread_env(settings)}}
+
+
+def _thread_env(settings: DeploymentSettings) -> dict:
+    """OMP_NUM_THREADS for the replica's process: OpenMP reads it at start-up for every thread, including the
+    threads Serve runs sync methods in (omp_set_num_threads in __init__ reaches only the calling thread)."""
+    if settings.torch_threads is None:
+        return {}
+    return {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(settings.torch_threads),
+                                         "MKL_NUM_THREADS": str(settings.torch_threads)}}}
+
+
+def _gpus(settings: DeploymentSettings) -> float:
+    if settings.num_gpus != "auto":
+        return float(settings.num_gpus)
+    import ray
+
+    return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
+def build(cfg: ServeConfig, router: dict, version: str):
+    """The bound application: Router over Tools and VLM, each with its config section's options."""
+    data = cfg.model_dump(mode="json")
+    tools = serve.deployment(Tools).options(name="Tools", **deployment_options(cfg.tools, _gpus(cfg.tools)))
+    vlm = serve.deployment(VLM).options(name="VLM", **deployment_options(cfg.vlm, _gpus(cfg.vlm)))
+    return Router.options(**deployment_options(cfg.router, _gpus(cfg.router))).bind(
+        tools.bind(data, router, version), vlm.bind(data, router, version), version)
+
+
+def versioned_router(cfg: ServeConfig) -> tuple[dict, str]:
+    """(router config, model version) exactly as jobs/score.py resolves them (policy applied)."""
+    version = model_version(cfg.recommend)
+    router, _ = resolve_router(cfg.recommend, version)
+    return router.model_dump(mode="json"), version
+
+
+def app(args: dict[str, str]):
+    """`serve run actors.serve:app config=FILE key=value ...`: the builder Serve calls."""
+    args = dict(args)
+    path = args.pop("config", None)
+    cfg = load_config(ServeConfig, path, [f"{k}={v}" for k, v in args.items()])
+    router, version = versioned_router(cfg)
+    return build(cfg, router, version)

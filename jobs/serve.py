@@ -1,0 +1,54 @@
+"""Online serving (issue 7): the nightly job's artifacts and router behind an HTTP API on Ray Serve.
+
+    python jobs/serve.py                                           # synthetic demo artifacts, 127.0.0.1:8000
+    python jobs/serve.py --config configs/serve/synthetic.yaml port=8080 recommend.policy=config
+    serve run actors.serve:app config=configs/serve/synthetic.yaml # the same app through Serve's CLI
+
+Recipe: config -> model version and router exactly as jobs/score.py resolves them (calibrated policy applied)
+-> the app (actors/serve.py: Router ingress, Tools, VLM) -> serve.run on `host:port` (127.0.0.1 unless
+configured) -> print the URL -> serve until Ctrl-C. The API and its OpenAPI schema: <url>/docs, <url>/openapi.json.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import ray
+from ray import serve
+
+from actors.serve import build, versioned_router
+from reasonrec.cli import job_parser, resolve_config
+from reasonrec.serving.config import ServeConfig
+
+
+def start(cfg: ServeConfig) -> str:
+    """Deploy the app on the current (or a new local) Ray cluster; returns its URL. Returns before the models
+    are loaded: GET <url>/readyz says when they are."""
+    router, version = versioned_router(cfg)
+    ray.init(address=cfg.ray_address, ignore_reinit_error=True)
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.run(build(cfg, router, version), name=cfg.app_name, route_prefix=cfg.route_prefix)
+    url = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
+    print(f"[serve] {cfg.app_name} serving {version} at {url} (API docs: {url}/docs, readiness: {url}/readyz)",
+          flush=True)
+    return url
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_parser(__doc__).parse_args(argv)
+    cfg = resolve_config(ServeConfig, args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # `kill` shuts the app down like Ctrl-C does
+    start(cfg)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("[serve] shutting down", flush=True)
+    finally:
+        serve.shutdown()
+
+
+if __name__ == "__main__":
+    main()
