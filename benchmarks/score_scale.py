@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/score_scale.py --users 1000000 --items 100000 --vlm-sample 500
 
 For each size: prepare the synthetic set (cached under --work), train the two tools the tool route needs
-(two-tower for retrieval, SASRec as the best tool; short budgets — cost, not quality, is measured), then run
+(two-tower for retrieval, SASRec as the best tool; short budgets and evaluate=none — cost, not quality, is
+measured), build tonight's histories file (the job's one-off setup step, timed and measured apart), then run
 the real `jobs/score.py` in a child process with `mode=tools` (every user on the tool route) while a sampler
 thread sums the resident memory of the job and every process it started (driver, raylet, Ray workers).
 With --vlm-sample N, a second run scores the first N users with `mode=vlm+tools` through an *untrained*
@@ -45,15 +46,50 @@ def prepare(work: Path, users: int, items: int) -> Path:
     return out
 
 
-def train_tools(work: Path, dataset: Path, budget_s: float) -> Path:
+def train_tools(work: Path, dataset: Path, budget_s: float, cpus_per_tool: float) -> Path:
     out = work / f"tools-{dataset.name}"
     if not (out / "two_tower" / "tool.json").exists():
         started = time.perf_counter()
         budget = {"max_train_seconds": budget_s, "epochs": 1}
         run("train_tools.py", "--config", "configs/train_tools/synthetic.yaml", f"dataset={dataset}", f"out={out}",
-            "tools=[sasrec,two_tower]", f"tool_configs={json.dumps({'sasrec': budget, 'two_tower': budget})}")
+            "tools=[sasrec,two_tower]", f"tool_configs={json.dumps({'sasrec': budget, 'two_tower': budget})}",
+            f"cpus_per_tool={cpus_per_tool}",
+            "evaluate=none")  # no test evaluation: the full-catalogue ranking would dominate at 1M users
         print(f"# trained tools {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return out
+
+
+def untrained_tools(work: Path, dataset: Path) -> Path:
+    """SASRec and the two-tower retriever with their default configs and random weights, shaped for this
+    dataset: the same scoring cost as trained ones (one SASRec epoch over 1M users' histories runs far past the
+    training budget on 2 cores: the budget is checked only between epochs)."""
+    from reasonrec.data.schema import Dataset
+    from reasonrec.tools import TOOLS
+
+    out = work / f"untrained-tools-{dataset.name}"
+    if not (out / "two_tower" / "tool.json").exists():
+        ds = Dataset.load(str(dataset))
+        for name in ("sasrec", "two_tower"):
+            cls = TOOLS[name]
+            cls(cls.config_class(), ds.n_users, ds.n_items).save(out / name, {"dataset": str(dataset),
+                                                                              "untrained": True})
+    return out
+
+
+def histories(dataset: Path) -> dict:
+    """Tonight's histories file (jobs/score.py's setup step, once per dataset), made in a child process apart
+    from the timed scoring runs so its one-off cost and peak memory are reported on their own."""
+    target = dataset / "tonight" / "histories.parquet"
+    if target.exists():
+        return {"cached": True}
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from reasonrec.recommend.histories import "
+                              "ensure_histories; ensure_histories(sys.argv[1])", str(dataset)], cwd=REPO)
+    memory = TreeMemory(child.pid)
+    if child.wait():
+        raise SystemExit(f"building {target} failed ({child.returncode})")
+    return {"cached": False, "seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mib": round(memory.stop() / 2**20, 1), "bytes": target.stat().st_size}
 
 
 def untrained_vlm(work: Path, dataset: Path, tools_dir: Path) -> Path:
@@ -136,6 +172,11 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--work", default="artifacts/bench/scale", help="cached datasets and tools")
     parser.add_argument("--tool-budget-s", type=float, default=120.0, help="training seconds per tool")
+    parser.add_argument("--cpus-per-tool", type=float, default=1.0, help=(
+        "train_tools' cpus_per_tool; 2 on a 2-core machine trains one tool at a time (each task loads the whole "
+        "split: ~11 GiB at 1M users)"))
+    parser.add_argument("--untrained-tools-from", type=int, default=1_000_000, help=(
+        "datasets with at least this many users score with untrained tools of the same shape (see untrained_tools)"))
     parser.add_argument("--vlm-sample", type=int, default=0, help="users scored through the VLM (0: none)")
     parser.add_argument("--batch-size", type=int, default=1024)
     args = parser.parse_args()
@@ -144,8 +185,11 @@ def main() -> None:
     results = []
     for users in args.users:
         dataset = prepare(work, users, args.items)
-        tools_dir = train_tools(work, dataset, args.tool_budget_s)
+        tools_dir = (untrained_tools(work, dataset) if users >= args.untrained_tools_from
+                     else train_tools(work, dataset, args.tool_budget_s, args.cpus_per_tool))
         line = {"benchmark": "score_scale", "users_in_dataset": users, "items": args.items,
+                "tools_weights": "untrained" if users >= args.untrained_tools_from else "trained",
+                "histories_file": histories(dataset),
                 "tools": score(dataset, tools_dir, None, work / f"out-{dataset.name}", "tools", None, args.batch_size)}
         if args.vlm_sample:
             vlm_dir = untrained_vlm(work, dataset, tools_dir)

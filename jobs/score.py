@@ -7,8 +7,10 @@
 
 Pipeline (Ray Data, streaming, bounded memory):
 
-    read_parquet(users) ─▶ CandidateScorer actors (CPU): faiss retrieval + the best tool's candidate scores
+    read_parquet(users) ─▶ CandidateScorer actors (CPU): each batch's histories + EH read from the row groups of
+      <dataset>/tonight/histories.parquet (made once by the setup); faiss retrieval + the best tool's scores
       ─▶ RouterScorer actors (GPU when present): route; VLM first pass; refine pass for high-risk users
+         (histories, EH and candidates arrive in the batch: no actor holds the data set's interactions)
       ─▶ write_batch tasks: Parquet parts (+ quarantined users) into a staging folder
     then the staging folder is committed atomically as <out>/run_date=YYYY-MM-DD/ (reasonrec/publish.py) and a
     run summary (rows, users, route shares, per-route latency percentiles, throughput, quarantine) is written.
@@ -35,6 +37,7 @@ from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
 from reasonrec.publish import Publication
 from reasonrec.recommend.bundle import model_version, resolve_router
+from reasonrec.recommend.histories import ensure_histories
 from reasonrec.router.policy import ROUTES
 from reasonrec.scoring import ScoreConfig
 
@@ -54,7 +57,8 @@ def exists(uri: str) -> bool:
 
 
 def ensure_artifacts(cfg: ScoreConfig) -> None:
-    """Dataset -> tools -> VLM -> policy, each made by its own job only when absent (cached afterwards)."""
+    """Dataset -> tools -> VLM -> policy, each made by its own job only when absent (cached afterwards), then
+    tonight's histories file the candidate actors read (reasonrec/recommend/histories.py)."""
     rec, boot = cfg.recommend, cfg.bootstrap
     steps = [(join(rec.dataset, "manifest.json"), "prepare_data.py", boot.prepare_config, [f"out={rec.dataset}"])]
     vlm_trained = rec.vlm_dir is not None and exists(join(rec.vlm_dir, "model", "reasonrec.json"))
@@ -76,6 +80,9 @@ def ensure_artifacts(cfg: ScoreConfig) -> None:
         if config is None:
             raise SystemExit(f"{marker} is missing and bootstrap has no config to make it ({script})")
         run_job(script, config, overrides)
+    started = time.perf_counter()
+    made = ensure_histories(rec.dataset)   # rewritten only when absent or older than the dataset
+    print(f"[score] tonight's histories: {made} ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
 def tools_out(train_tools_config: str | None) -> str | None:
@@ -117,7 +124,9 @@ def offline_check(recommend: dict, router: dict, version: str, split: str, negat
 # ------------------------------------------------------------------------------------------------------- run
 
 def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> list[dict]:
-    """The streaming pipeline; returns one stats row per written part."""
+    """The streaming pipeline; returns one stats row per written part. Makes tonight's histories file first if
+    a caller skipped the setup (a no-op when it is there)."""
+    ensure_histories(cfg.recommend.dataset)
     recommend = cfg.recommend.model_dump(mode="json")
     users = ray.data.read_parquet(users_uri(cfg), override_num_blocks=cfg.read_blocks
                                   ).select_columns(["user_id", "user_idx"])
@@ -132,7 +141,7 @@ def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> l
         RouterScorer, fn_constructor_kwargs={"recommend": recommend, "router": router, "version": version,
                                              "k": cfg.k, "run_date": cfg.run_date.isoformat(), "mode": cfg.mode},
         compute=ray.data.ActorPoolStrategy(size=cfg.vlm_actors), num_cpus=cfg.vlm_cpus, num_gpus=vlm_gpus(cfg),
-        batch_size=cfg.batch_size, batch_format="numpy",
+        batch_size=cfg.batch_size, batch_format="pyarrow",
     ).map_batches(write_batch, fn_kwargs={"staging": staging}, num_cpus=cfg.write_cpus, batch_size=None,
                   batch_format="pyarrow")
     return scored.take_all()

@@ -5,8 +5,8 @@
     ray job submit --working-dir . -- python jobs/train_tools.py --config configs/train_tools/beauty.yaml
 
 Each tool is one Ray task (`cpus_per_tool` CPUs, as many torch threads): it loads the prepared data, fits
-with early stopping on validation, evaluates on test (sampled 1+N and full ranking; AUC/LogLoss for CTR
-tools), saves safetensors + JSON to <out>/<tool>/ and returns its metrics. The driver shows progress as
+with early stopping on validation, evaluates on test (`evaluate`: sampled 1+N and full ranking, the 1+N lists
+only, or nothing; AUC/LogLoss for CTR tools), saves safetensors + JSON to <out>/<tool>/ and returns its metrics. The driver shows progress as
 tasks finish, adds the most-popular and majority-vote rows, and writes <out>/metrics.json and metrics.md.
 """
 
@@ -72,7 +72,6 @@ def train_one(spec: str, name: str, settings: dict[str, Any], cfg_json: str, fea
 
     from reasonrec.tools import TOOLS
     from reasonrec.tools.data import ToolData
-    from reasonrec.tools.evaluate import evaluate_tool
 
     cfg = TrainToolsConfig.model_validate_json(cfg_json)
     torch.set_num_threads(max(1, int(cfg.cpus_per_tool)))
@@ -84,10 +83,25 @@ def train_one(spec: str, name: str, settings: dict[str, Any], cfg_json: str, fea
     started = time.perf_counter()
     history = tool.fit(data)
     train_seconds = time.perf_counter() - started
-    row = evaluate_tool(tool, data)
+    row = test_metrics(tool, data, cfg.evaluate)
     row.update({"train_seconds": round(train_seconds, 1), "epochs": len(history) - 1,
                 "best": history[-1]["best"], "checkpoint": join(cfg.out, spec.lower())})
     save_checkpoint(tool, row["checkpoint"], {"dataset": cfg.dataset, "split": cfg.split, "test_metrics": row})
+    return row
+
+
+def test_metrics(tool, data, level: str) -> dict[str, Any]:
+    """The tool's test row at the config's `evaluate` level (full = evaluate_tool: sampled + full ranking)."""
+    from reasonrec.metrics.ctr import ctr_metrics
+    from reasonrec.tools.evaluate import evaluate_tool, sampled_metrics
+    from reasonrec.tools.training import ctr_probabilities
+
+    if level == "full":
+        return evaluate_tool(tool, data)
+    row: dict[str, Any] = {"tool": tool.name + ("+V" if tool.cfg.use_content else ""), "task": tool.task}
+    if level == "sampled":
+        row.update(ctr_metrics(*ctr_probabilities(tool, data, "test")) if tool.task == "ctr"
+                   else sampled_metrics(tool, data))
     return row
 
 
@@ -124,21 +138,25 @@ def run(cfg: TrainToolsConfig, specs: dict[str, tuple[str, dict[str, Any]]]) -> 
             spec = pending.pop(done[0])
             row = {"spec": spec, **ray.get(done[0])}
             rows.append(row)
-            headline = f"AUC {row['AUC']:.3f}" if row["task"] == "ctr" else f"HR@5 {row['sampled_HR@5']:.3f}"
+            headline = (f"AUC {row['AUC']:.3f}" if "AUC" in row else
+                        f"HR@5 {row['sampled_HR@5']:.3f}" if "sampled_HR@5" in row else "not evaluated")
             progress.set_postfix_str(f"{spec}: {headline}")
             progress.update()
     return sorted(rows, key=lambda row: cfg.tools.index(row["spec"]))
 
 
 def baseline_rows(cfg: TrainToolsConfig, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Most popular, and the majority vote of the trained ranking tools (loaded back from their checkpoints)."""
+    """Most popular (evaluate=full: it ranks the catalogue too), and the majority vote of the trained ranking
+    tools on the 1+N lists (loaded back from their checkpoints); none with evaluate=none."""
     from reasonrec.tools.base import load_tool
     from reasonrec.tools.content import item_content_features
     from reasonrec.tools.data import ToolData
     from reasonrec.tools.evaluate import evaluate_majority_vote, evaluate_popularity
 
+    if cfg.evaluate == "none":
+        return []
     data = ToolData.load(cfg.dataset, cfg.split, cfg.negatives, cfg.ctr_split, cfg.ctr_ratio)
-    baselines = [evaluate_popularity(data)]
+    baselines = [evaluate_popularity(data)] if cfg.evaluate == "full" else []
     ranking = [r for r in rows if r["task"] in ("sequential", "direct")]
     if len(ranking) >= 2:
         features = item_content_features(data.dataset) if any("+V" in r["tool"] for r in ranking) else None
@@ -178,9 +196,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     fs, out = open_fs(cfg.out)
     fs.makedirs(out, exist_ok=True)
     manifest = Dataset.load(cfg.dataset).manifest
+    evaluated = {"full": f"test set, sampled = 1+{cfg.negatives} fixed lists, full = whole catalogue minus "
+                          "train+valid items",
+                 "sampled": f"test set, sampled = 1+{cfg.negatives} fixed lists (full ranking skipped: evaluate=sampled)",
+                 "none": "not evaluated (evaluate=none)"}[cfg.evaluate]
     header = (f"Dataset {manifest.name} ({manifest.n_users} users, {manifest.n_items} items), split {cfg.split}, "
-              f"test set, sampled = 1+{cfg.negatives} fixed lists, full = whole catalogue minus train+valid items. "
-              f"Wall {time.perf_counter() - started:.0f} s.")
+              f"{evaluated}. Wall {time.perf_counter() - started:.0f} s.")
     with fs.open(join(out, "metrics.json"), "w") as f:
         json.dump({"config": cfg.model_dump(mode="json"), "rows": rows}, f, indent=2, default=str)
     with fs.open(join(out, "metrics.md"), "w") as f:

@@ -17,7 +17,6 @@ order): a user's history is a contiguous, chronological run of rows.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -88,26 +87,70 @@ class Manifest(BaseModel):
                                description="Source domains when several were merged (ids are prefixed).")
 
 
-@dataclass
 class Dataset:
-    """A loaded dataset: pandas frames plus the manifest."""
+    """A prepared dataset: the manifest, and its three tables as pandas frames read on first use, so a reader
+    that needs only the catalogue (a scoring actor) never holds the interactions."""
 
-    root: str
-    manifest: Manifest
-    interactions: pd.DataFrame
-    items: pd.DataFrame
-    users: pd.DataFrame
+    def __init__(self, root: str, manifest: Manifest, interactions: pd.DataFrame | None = None,
+                 items: pd.DataFrame | None = None, users: pd.DataFrame | None = None):
+        self.root, self.manifest = root, manifest
+        self._frames: dict[str, pd.DataFrame | None] = {"interactions": interactions, "items": items, "users": users}
+        self._rows: dict[str, int] = {}
+
+    @property
+    def interactions(self) -> pd.DataFrame:
+        return self._frame("interactions")
+
+    @interactions.setter
+    def interactions(self, frame: pd.DataFrame) -> None:
+        self._frames["interactions"] = frame
+
+    @property
+    def items(self) -> pd.DataFrame:
+        return self._frame("items")
+
+    @items.setter
+    def items(self, frame: pd.DataFrame) -> None:
+        self._frames["items"] = frame
+
+    @property
+    def users(self) -> pd.DataFrame:
+        return self._frame("users")
+
+    @users.setter
+    def users(self, frame: pd.DataFrame) -> None:
+        self._frames["users"] = frame
 
     @property
     def n_users(self) -> int:
-        return len(self.users)
+        return self._num_rows("users")
 
     @property
     def n_items(self) -> int:
-        return len(self.items)
+        return self._num_rows("items")
+
+    def table_path(self, table: str) -> str:
+        return join(self.root, f"{table}.parquet")
+
+    def _frame(self, table: str) -> pd.DataFrame:
+        if self._frames[table] is None:
+            fs, path = open_fs(self.table_path(table))
+            self._frames[table] = pq.read_table(path, filesystem=fs, columns=TABLE_SCHEMAS[table].names).to_pandas()
+        return self._frames[table]
+
+    def _num_rows(self, table: str) -> int:
+        """Rows of a table: its frame's length once read, else the Parquet footer's count (no data read)."""
+        if self._frames[table] is not None:
+            return len(self._frames[table])
+        if table not in self._rows:
+            fs, path = open_fs(self.table_path(table))
+            with fs.open(path, "rb") as f:
+                self._rows[table] = pq.ParquetFile(f).metadata.num_rows
+        return self._rows[table]
 
     @classmethod
     def load(cls, root: str) -> "Dataset":
+        """Read the manifest and check every table's columns from its footer; the rows are read on first use."""
         fs, path = open_fs(root)
         manifest_path = join(path, "manifest.json")
         if not fs.exists(manifest_path):
@@ -119,15 +162,14 @@ class Dataset:
             raise DataFormatError(
                 f"format_version {manifest.format_version}, this code reads {FORMAT_VERSION}",
                 file=manifest_path, field="format_version")
-        frames = {}
         for table, schema in TABLE_SCHEMAS.items():
             table_path = join(path, f"{table}.parquet")
-            data = pq.read_table(table_path, filesystem=fs)
-            missing = [n for n in schema.names if n not in data.column_names]
+            with fs.open(table_path, "rb") as f:
+                names = pq.ParquetFile(f).schema_arrow.names
+            missing = [n for n in schema.names if n not in names]
             if missing:
                 raise DataFormatError(f"missing columns {missing}", file=table_path, field=missing[0])
-            frames[table] = data.select(schema.names).to_pandas()
-        return cls(root, manifest, frames["interactions"], frames["items"], frames["users"])
+        return cls(root, manifest)
 
     def image_location(self, image_uri: str) -> str:
         """Where an items.parquet image_uri points: relative URIs resolve against the dataset folder."""

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonrec.data.evidence import evidence_horizon
 from reasonrec.data.schema import Dataset
-from reasonrec.data.splits import Split
 from reasonrec.io import fetch_dir, join, open_fs
+from reasonrec.recommend import histories
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.router.config import Policy, RouterConfig
 from reasonrec.tools.base import Tool, load_tool
@@ -74,10 +73,8 @@ class Bundle:
         self.settings = vlm_settings(cfg.vlm_dir) if cfg.vlm_dir is not None else None
         self.router = router or cfg.router
         self.version = version
-        self.dataset = Dataset.load(cfg.dataset)
+        self.dataset = Dataset.load(cfg.dataset)   # tables are read on first use: scoring never reads interactions
         self.n_items = self.dataset.n_items
-        self.item_ids = self.dataset.items.sort_values("item_idx")["item_id"].to_numpy()
-        self.user_ids = self.dataset.users.sort_values("user_idx")["user_id"].to_numpy()
         self._tmp = tempfile.TemporaryDirectory(prefix="reasonrec-bundle-")
 
     # ------------------------------------------------------------------ configuration read from the VLM run
@@ -148,17 +145,23 @@ class Bundle:
     # ------------------------------------------------------------------ tonight's state
 
     @cached_property
+    def item_ids(self) -> np.ndarray:
+        return self.dataset.items.sort_values("item_idx")["item_id"].to_numpy()
+
+    @cached_property
+    def user_ids(self) -> np.ndarray:
+        return self.dataset.users.sort_values("user_idx")["user_id"].to_numpy()
+
+    @cached_property
     def everything(self) -> Histories:
-        """Every interaction, oldest first per user: tonight's histories."""
-        return Histories.from_frames([self.dataset.interactions], self.dataset.n_users)
+        """Every interaction, oldest first per user: tonight's histories (the whole data set in memory; the
+        nightly job's actors read theirs from <dataset>/tonight/histories.parquet instead)."""
+        return histories.everything(self.dataset, self.dataset.interactions)
 
     @cached_property
     def tonight_eh(self) -> np.ndarray:
         """C(u) over every interaction (the split's evidence.parquet describes only its train part)."""
-        empty = self.dataset.interactions.iloc[:0]
-        split = Split("all", self.dataset.interactions, empty, empty, {"n_users": self.dataset.n_users,
-                                                                       "n_items": self.dataset.n_items})
-        return evidence_horizon(self.dataset, split)["evidence_horizon"].to_numpy(dtype=np.float64)
+        return histories.tonight_eh(self.dataset, self.dataset.interactions)
 
     # ------------------------------------------------------------------ the VLM
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,11 @@ class TrainToolsConfig(StrictModel):
     tool_configs: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "Per-tool hyper-parameter overrides, {tool name: {key: value}}; keys are checked against the tool's config."))
     epochs: int | None = Field(None, ge=1, description="If set, overrides every tool's epoch budget (quick runs).")
+    evaluate: Literal["full", "sampled", "none"] = Field("full", description=(
+        "Test evaluation after training: full = the 1+N lists and full-catalogue ranking (the latter dominates the "
+        "job's time at 100k+ users); sampled = the 1+N lists only (no "
+        "most-popular row, whose evaluation ranks the catalogue); none = checkpoints and training stats only "
+        "(benchmarks that measure cost, not quality). CTR tools report AUC/LogLoss unless none."))
     seed: int = Field(0, description="Seed every tool trains with.")
     cpus_per_tool: float = Field(1.0, gt=0, description="CPUs each training task reserves (and torch threads it uses).")
     ray_address: str | None = Field(None, description=(

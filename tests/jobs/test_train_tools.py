@@ -38,3 +38,26 @@ def test_trains_tools_in_parallel_and_writes_loadable_checkpoints(job, tmp_path)
 def test_unknown_tool_fails_before_training(job, tmp_path):
     result = job("train_tools.py", "--dataset", str(tmp_path), "--tools", "nosuchtool", check=False)
     assert result.returncode != 0 and "unknown tool 'nosuchtool'" in (result.stderr + result.stdout)
+
+
+def test_evaluate_sampled_and_none_skip_the_full_catalogue(job, tmp_path):
+    """evaluate=sampled keeps the 1+N lists (no full-ranking column, no most-popular row); evaluate=none writes
+    loadable checkpoints with no test numbers at all."""
+    dataset = tmp_path / "ds"
+    job("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={dataset}",
+        "source.synthetic.n_users=120", "source.synthetic.n_items=200", "splits.protocols=[loo]",
+        "candidates.ranking_negatives=[99]", "candidates.ctr_negatives_per_positive=[]")
+    rows = {}
+    for level in ("sampled", "none"):
+        out = tmp_path / level
+        job("train_tools.py", "--dataset", str(dataset), "--tools", "bpr_mf,sasrec", "--out", str(out), "epochs=1",
+            "cpus_per_tool=0.5", f"evaluate={level}")
+        rows[level] = {row["tool"]: row for row in json.loads((out / "metrics.json").read_text())["rows"]}
+        load_tool(out / "sasrec")
+
+    sampled = rows["sampled"]
+    assert set(sampled) == {"majority_vote", "bpr_mf", "sasrec"}
+    assert 0.0 <= sampled["sasrec"]["sampled_HR@5"] <= 1.0 and "full_HR@5" not in sampled["sasrec"]
+    assert set(rows["none"]) == {"bpr_mf", "sasrec"}
+    assert not any(key.startswith(("sampled_", "full_")) for row in rows["none"].values() for key in row)
+    assert "not evaluated (evaluate=none)" in (tmp_path / "none" / "metrics.md").read_text()
