@@ -41,6 +41,16 @@ class Requests:
     def histories(self) -> list[np.ndarray]:
         return [self.history(i) for i in range(len(self))]
 
+    @staticmethod
+    def concat(parts: list["Requests"]) -> "Requests":
+        """Several batches as one (e.g. the online requests one VLM pass answers together)."""
+        lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+        return Requests(np.concatenate([p.user_idx for p in parts]),
+                        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                        np.concatenate([p.items for p in parts]).astype(np.int64),
+                        np.concatenate([p.eh for p in parts]), np.concatenate([p.candidates for p in parts]),
+                        np.concatenate([p.targets for p in parts]))
+
     def take(self, rows: np.ndarray) -> "Requests":
         rows = np.asarray(rows, dtype=np.int64)
         hist = [self.history(int(r)) for r in rows]

@@ -121,20 +121,11 @@ def tools_stage(bundle: Bundle, resolved: Resolved, version: str) -> dict | Pend
 
 def answer_stage(bundle: Bundle, pending: list[Pending], version: str) -> list[dict]:
     """The rest of answer() (VLM pass, second stage, refine) for several requests in one call."""
-    requests = concat_requests([p.requests for p in pending])
+    requests = Requests.concat([p.requests for p in pending])
     tools = ToolScores(pending[0].tools.names, np.concatenate([p.tools.scores for p in pending]),
                        float(sum(p.tools.seconds for p in pending)))
     result = answer(bundle, requests, tools)
     return respond(bundle, requests, result, [p.user_id for p in pending], [p.k for p in pending], version)
-
-
-def concat_requests(parts: list[Requests]) -> Requests:
-    lengths = np.concatenate([np.diff(p.offsets) for p in parts])
-    return Requests(np.concatenate([p.user_idx for p in parts]),
-                    np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                    np.concatenate([p.items for p in parts]).astype(np.int64),
-                    np.concatenate([p.eh for p in parts]), np.concatenate([p.candidates for p in parts]),
-                    np.concatenate([p.targets for p in parts]))
 
 
 def respond(bundle: Bundle, requests: Requests, result: Answer, user_ids: list[str | None], ks: list[int],
