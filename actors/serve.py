@@ -1,15 +1,16 @@
 """Ray Serve deployments over reasonrec.serving: thin wrappers, every decision is in the Ray-free library.
 
     HTTP ─▶ Router (FastAPI ingress: validation, composition, status codes)
-              ├─▶ Tools (CPU replicas): retrieval + best tool; answers low-risk rows and cold start itself;
-              │                         /v1/ctr
+              ├─▶ Tools (tools_in_ingress: in the Router replica itself, else CPU replicas of their own):
+              │     retrieval + best tool; answers low-risk rows and cold start itself; /v1/ctr
               └─▶ VLM (GPU when present): @serve.batch answer() for rows off the tool route; /v1/explain
+                    (not deployed when recommend.vlm_dir is null: every known user is on the tool route)
 
 Start it with jobs/serve.py, or `serve run actors.serve:app config=configs/serve/synthetic.yaml [key=value ...]`
 (other args are config overrides). Replicas load their models in a background thread, so the app is up at
 once and GET /readyz answers 503 (and the API 503 "loading") until every deployment has loaded. A full queue
 (max_queued_requests) is a 503, never a crashed replica: Serve's own at the ingress, the router's (with
-Retry-After) for the Tools and VLM deployments.
+Retry-After) for the Tools and VLM deployments. One request's failure is a 500 naming the error.
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures' body models at runtime.
 """
@@ -190,7 +191,7 @@ class VLM:
         if (gate := self.loader.gate()) is not None:
             return gate
         if self.bundle.cfg.vlm_dir is None:
-            return _reply(501, detail="explanations need a VLM: recommend.vlm_dir is null")
+            return NO_VLM
         request = api.ExplainRequest.model_validate(body)
         try:
             item = self.catalogue.item(request.item_id, "item_id")
@@ -236,14 +237,34 @@ async def _call(method, *args) -> Any:
     except BackPressureError as err:
         return _reply(503, detail=f"overloaded, retry later ({err})")
     except Exception as err:  # noqa: BLE001 - one failed request is a 500 with its reason; the replica lives on
-        return _reply(500, detail=f"internal error: {type(err).__name__}: {str(err)[-300:]}")
+        return _failed(err)
+
+
+def _failed(err: Exception) -> dict:
+    return _reply(500, detail=f"internal error: {type(err).__name__}: {str(err)[-300:]}")
+
+
+NO_VLM = _reply(501, detail="explanations need a VLM: recommend.vlm_dir is null")
 
 
 @serve.deployment
 @serve.ingress(fastapi_app)
 class Router:
-    def __init__(self, tools, vlm, version: str):
+    """tools: the Tools deployment's handle, or None when this replica runs the tools itself (tools_in_ingress,
+    built from cfg/router); vlm: the VLM deployment's handle, or None without a VLM."""
+
+    def __init__(self, tools, vlm, version: str, cfg: dict | None = None, router: dict | None = None):
         self.tools, self.vlm, self.version = tools, vlm, version
+        self.local = Tools(cfg, router, version) if tools is None else None
+
+    async def _tools(self, method: str, *args) -> Any:
+        """A Tools method, in this replica (a plain call: a few ms of CPU, no hop) or over its handle."""
+        if self.local is None:
+            return await _call(getattr(self.tools, method), *args)
+        try:
+            return getattr(self.local, method)(*args)
+        except Exception as err:  # noqa: BLE001 - as _call: a 500 for this request only
+            return _failed(err)
 
     @fastapi_app.get("/healthz", response_model=api.Health)
     async def healthz(self) -> dict:
@@ -251,9 +272,10 @@ class Router:
 
     @fastapi_app.get("/readyz", response_model=api.Readiness, responses={503: {"model": api.Readiness}})
     async def readyz(self):
-        replies = await asyncio.gather(_call(self.tools.status), _call(self.vlm.status))
+        names = ("tools", "vlm") if self.vlm is not None else ("tools",)
+        replies = await asyncio.gather(self._tools("status"), *([_call(self.vlm.status)] if self.vlm else []))
         states = {name: r if "ready" in r else {"ready": False, "error": r["detail"]}
-                  for name, r in zip(("tools", "vlm"), replies)}
+                  for name, r in zip(names, replies)}
         body = {"ready": all(s["ready"] for s in states.values()), "model_version": self.version,
                 "waiting_for": [n for n, s in states.items() if not s["ready"]],
                 "errors": {n: s["error"] for n, s in states.items() if s["error"]}}
@@ -261,17 +283,19 @@ class Router:
 
     @fastapi_app.post("/v1/recommend", response_model=api.RecommendResponse, responses=ERRORS)
     async def recommend(self, request: api.RecommendRequest):
-        out = await _call(self.tools.recommend, request.model_dump())
+        out = await self._tools("recommend", request.model_dump())
         if isinstance(out, Pending):   # off the tool route: the VLM finishes it
             out = await _call(self.vlm.answer, out)
         return _http(out)
 
     @fastapi_app.post("/v1/ctr", response_model=api.CTRResponse, responses=ERRORS)
     async def ctr(self, request: api.CTRRequest):
-        return _http(await _call(self.tools.ctr, request.model_dump()))
+        return _http(await self._tools("ctr", request.model_dump()))
 
     @fastapi_app.post("/v1/explain", response_model=api.ExplainResponse, responses={**ERRORS, 501: {"model": api.Problem}})
     async def explain(self, request: api.ExplainRequest):
+        if self.vlm is None:
+            return _http(NO_VLM)
         return _http(await _call(self.vlm.explain, request.model_dump()))
 
 
@@ -305,12 +329,19 @@ def _gpus(settings: DeploymentSettings) -> float:
 
 
 def build(cfg: ServeConfig, router: dict, version: str):
-    """The bound application: Router over Tools and VLM, each with its config section's options."""
+    """The bound application: Router over Tools (in the Router or its own deployment) and the VLM (when
+    there is one), each with its config section's options."""
     data = cfg.model_dump(mode="json")
+    vlm = None
+    if cfg.recommend.vlm_dir is not None:
+        vlm = serve.deployment(VLM).options(name="VLM", **deployment_options(cfg.vlm, _gpus(cfg.vlm))).bind(
+            data, router, version)
+    ingress = deployment_options(cfg.router, _gpus(cfg.router))
+    if cfg.tools_in_ingress:   # the tools' thread settings hold in the Router's process
+        ingress["ray_actor_options"].update(_thread_env(cfg.tools))
+        return Router.options(**ingress).bind(None, vlm, version, data, router)
     tools = serve.deployment(Tools).options(name="Tools", **deployment_options(cfg.tools, _gpus(cfg.tools)))
-    vlm = serve.deployment(VLM).options(name="VLM", **deployment_options(cfg.vlm, _gpus(cfg.vlm)))
-    return Router.options(**deployment_options(cfg.router, _gpus(cfg.router))).bind(
-        tools.bind(data, router, version), vlm.bind(data, router, version), version)
+    return Router.options(**ingress).bind(tools.bind(data, router, version), vlm, version)
 
 
 def versioned_router(cfg: ServeConfig) -> tuple[dict, str]:

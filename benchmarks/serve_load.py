@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/serve_load.py                                  # demo artifacts, 50 rps, 30 s a route
     .venv/bin/python benchmarks/serve_load.py --rate 50 --seconds 30 --route-rate vlm=10
     .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:8000 --dataset artifacts/datasets/synthetic
+    .venv/bin/python benchmarks/serve_load.py --routes tool --variant 'default throughput_optimized=false \
+        tools_in_ingress=false' --variant 'optimized tools_in_ingress=false' --variant 'one-hop'   # side by side
 
 Open loop: request i of a route is sent at t0 + i / rate whatever the earlier ones are doing (no coordinated
 omission), and its latency runs from that scheduled time to the last byte of the answer. Routes:
@@ -55,13 +57,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpus", type=int, default=None, help="ray.init num_cpus when starting the app")
     parser.add_argument("--tools-stage", type=int, default=0, metavar="N",
                         help="time tools_stage in-process for N users (1 vs 2 torch threads) instead")
+    parser.add_argument("--variant", action="append", default=[], metavar="'NAME key=value ...'",
+                        help="run the load once per variant (a fresh Ray and app each, its overrides on top of the "
+                             "positional ones), one JSON line with every variant side by side")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="ServeConfig overrides (no --url)")
     return parser.parse_args(argv)
 
 
 def start_app(args: argparse.Namespace):
     """(url, ServeConfig) of an app started here with jobs/serve.py's own `start`."""
-    import ray
 
     from reasonrec.config import load_config
     from reasonrec.serving.config import ServeConfig
@@ -70,8 +74,7 @@ def start_app(args: argparse.Namespace):
     spec = importlib.util.spec_from_file_location("serve_job", REPO / "jobs" / "serve.py")
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    return job.start(cfg), cfg
+    return job.start(cfg, num_cpus=args.cpus, include_dashboard=False, log_to_driver=False), cfg
 
 
 async def wait_ready(session: aiohttp.ClientSession, url: str, timeout: float = 600) -> dict:
@@ -213,6 +216,22 @@ def main(argv: list[str] | None = None) -> dict:
         result = time_tools_stage(args)
         print(json.dumps(result))
         return result
+    if args.variant:
+        if args.url:
+            raise SystemExit("--variant starts its own apps: leave out --url")
+        variants = {}
+        for spec in args.variant:
+            name, *overrides = spec.split()
+            variants[name] = run_once(argparse.Namespace(**{**vars(args), "overrides": args.overrides + overrides}))
+        result = {"benchmark": "serve_load", "variants": variants, "cpus": os.cpu_count()}
+    else:
+        result = run_once(args)
+    print(json.dumps(result))
+    return result
+
+
+def run_once(args: argparse.Namespace) -> dict:
+    """One load run: against --url, or an app started here (and shut down, with its Ray, afterwards)."""
     started = args.url is None
     if started:
         url, cfg = start_app(args)
@@ -223,10 +242,14 @@ def main(argv: list[str] | None = None) -> dict:
         result = asyncio.run(main_async(args, url, dataset))
     finally:
         if started:
+            import ray
             from ray import serve
 
             serve.shutdown()
-    print(json.dumps(result))
+            ray.shutdown()
+    if started:
+        result["app"] = {"overrides": args.overrides, "throughput_optimized": cfg.throughput_optimized,
+                         "tools_in_ingress": cfg.tools_in_ingress}
     return result
 
 

@@ -88,10 +88,20 @@ class ServeConfig(StrictModel):
     cold_start_sample: int = Field(256, ge=1, description=(
         "Known users whose CTR probabilities are averaged for an unknown user (seeded sample)."))
     explain_max_new_tokens: int = Field(48, ge=1, le=512, description="Tokens the VLM may generate per explanation.")
+    throughput_optimized: bool = Field(True, description=(
+        "Ray Serve's throughput-optimized mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1: the ingress replica takes HTTP "
+        "itself, replicas talk gRPC, request logs are buffered and not echoed to stderr; what it buys on 2 cores: "
+        "benchmarks/RESULTS.md, serve_load). Applies to a Ray this job "
+        "starts; a running cluster needs the variable in `ray start`'s environment (ray_cluster.yaml sets it)."))
+    tools_in_ingress: bool = Field(True, description=(
+        "true: the ingress replica loads the tools and answers the tool route, cold start and /v1/ctr itself "
+        "(one Serve hop per request; the `tools` section's torch_threads apply to it); false: a separate Tools "
+        "deployment (the `tools` section) that scales apart from the HTTP ingress, one hop more per request."))
     router: DeploymentSettings = Field(default_factory=_router_default, description=(
-        "The ingress (FastAPI) deployment: validation and composition only, no models."))
+        "The ingress (FastAPI) deployment: validation, composition and status codes (+ the tools when "
+        "tools_in_ingress)."))
     tools: DeploymentSettings = Field(default_factory=DeploymentSettings, description=(
-        "CPU replicas: retrieval, tool scoring, the tool route, CTR and cold start."))
+        "CPU replicas (tools_in_ingress: false): retrieval, tool scoring, the tool route, CTR and cold start."))
     vlm: DeploymentSettings = Field(default_factory=_vlm_default, description=(
         "VLM replicas (GPU when present): rows off the tool route, and explanations."))
     vlm_batching: VLMBatching = Field(default_factory=VLMBatching, description="How VLM requests are batched.")

@@ -3,7 +3,9 @@ in-process Ray), on a small world (synthetic data, trained tools, a tiny CTR too
 
 Covers readiness before the models load (replicas are held by the RR_SERVE_HOLD_LOAD hook until the fixture
 releases them), every endpoint and the OpenAPI schema, 4xx on bad input, cold start, 503 under a burst with
-the app still healthy afterwards, and the same answer online as in jobs/score.py's table for every user."""
+the app still healthy afterwards, and the same answer online as in jobs/score.py's table for every user — in
+the default layout (Serve's throughput-optimized mode, tools in the ingress replica); the last test redeploys
+with a separate Tools deployment and no VLM (the other layout, 501 for explanations)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from reasonrec.publish import committed
 from reasonrec.serving.config import ServeConfig
 from tests.conftest import REPO_ROOT, run_job
 from tests.serving.conftest import CTR_TOOL, build_serve_world
+
+THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 
 pytestmark = pytest.mark.slow   # a world, a nightly run and a Serve app: ~2 min on 2 busy cores
 
@@ -66,6 +70,7 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     hold = root / "release-models"
     os.environ[HOLD_ENV] = str(hold)   # inherited by the Ray processes started below
+    os.environ[THROUGHPUT_ENV] = "1"   # what jobs/serve.py sets before the Ray it starts (the default config)
     ray.init(num_cpus=4, include_dashboard=False)
     try:
         world = build_serve_world(root / "world")
@@ -84,14 +89,15 @@ def app(tmp_path_factory):
                   "recommend": requests.post(f"{url}/v1/recommend", json={"user_id": "user_0000001"}, timeout=120)}
         hold.touch()
         deadline = time.monotonic() + 300
-        while requests.get(f"{url}/readyz", timeout=120).status_code != 200:
-            assert time.monotonic() < deadline, requests.get(f"{url}/readyz", timeout=120).json()
+        while (ready := requests.get(f"{url}/readyz", timeout=120)).status_code != 200:
+            assert time.monotonic() < deadline and not ready.json()["errors"], ready.json()
             time.sleep(0.2)
         yield {"url": url, "cfg": cfg, "table": table, "before": before, "world": world}
     finally:
         serve.shutdown()
         ray.shutdown()
         os.environ.pop(HOLD_ENV, None)
+        os.environ.pop(THROUGHPUT_ENV, None)
 
 
 def post(app, path: str, body) -> requests.Response:
@@ -121,6 +127,11 @@ def test_health_openapi_and_loopback_only(app):
     listening = [c.laddr for c in psutil.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN and c.laddr.port == app["cfg"].port]
     assert listening and {a.ip for a in listening} == {"127.0.0.1"}
+    # Throughput-optimized mode: the ingress replica listens on a port of its own (30000+), loopback too.
+    direct = [c.laddr for c in psutil.net_connections("tcp")
+              if c.status == psutil.CONN_LISTEN and 30000 <= c.laddr.port < 31000]
+    assert direct and {a.ip for a in direct} == {"127.0.0.1"}
+    assert requests.get(f"http://127.0.0.1:{direct[0].port}/healthz", timeout=120).json() == {"status": "ok"}
 
 
 def test_online_equals_the_nightly_table(app):
@@ -212,6 +223,31 @@ def test_overload_is_503_and_the_app_keeps_serving(app):
     assert requests.get(f"{app['url']}/healthz", timeout=120).status_code == 200
     assert requests.get(f"{app['url']}/readyz", timeout=120).status_code == 200
     assert post(app, "/v1/recommend", {"user_id": vlm_users[0], "k": K}).status_code == 200
+
+
+def test_separate_tools_deployment_without_a_vlm(app):
+    """The other layout: Tools as its own deployment (one hop more), and no VLM deployment at all."""
+    cfg = app["cfg"].model_copy(update={
+        "tools_in_ingress": False,
+        "recommend": app["cfg"].recommend.model_copy(update={
+            "vlm_dir": None, "tools_dir": app["world"].tools_dir, "consult_pool": ["bpr_mf", "sasrec"]})})
+    load_job("serve").start(cfg)   # replaces the app of the same name
+    deadline = time.monotonic() + 300
+    while (ready := requests.get(f"{app['url']}/readyz", timeout=120)).status_code != 200:
+        assert time.monotonic() < deadline and not ready.json()["errors"], ready.json()
+        time.sleep(0.2)
+    assert ready.json()["waiting_for"] == [] and "Tools" in serve.status().applications[cfg.app_name].deployments
+    assert "VLM" not in serve.status().applications[cfg.app_name].deployments
+    # Without a VLM every known user takes the tool route; those on it tonight get tonight's items.
+    first = app["table"].sort_values("rank")
+    for user_id, rows in list(first[first["route"] == "tool"].groupby("user_id"))[:10]:
+        online = post(app, "/v1/recommend", {"user_id": user_id, "k": K}).json()
+        assert online["route"] == "tool" and [i["item_id"] for i in online["items"]] == rows["item_id"].tolist()
+    off_route = first.loc[first["route"] != "tool", "user_id"].iloc[0]
+    assert post(app, "/v1/recommend", {"user_id": off_route, "k": K}).json()["route"] == "tool"
+    assert post(app, "/v1/ctr", {"user_id": "user_0000002", "item_ids": ["item_0000010"]}).status_code == 200
+    explained = post(app, "/v1/explain", {"user_id": "user_0000002", "item_id": "item_0000010"})
+    assert explained.status_code == 501 and "need a VLM" in explained.json()["detail"]
 
 
 def test_job_cli_lists_the_config():
