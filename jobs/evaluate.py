@@ -9,7 +9,8 @@ Writes <out>/report.md, report.json (every number) and reliability.png, cold_sta
 users (all, or a seeded subset) are answered once on every route — best tool alone, VLM alone, VLM after
 consulting tools (plus one VLM+tools pass per extra consult mode for Table A7) — by the stages the nightly
 job runs, and every VLM table reads that one pass: ReasonRec's answer is each user's outcome on the route
-the (calibrated) policy picks. The tools, most-popular and the majority vote are scored on the same users.
+the (calibrated) policy picks. The tools, most-popular and the majority vote are scored on the same users,
+and so is each ablation VLM (config `ablations`: VLM-only and VLM+tools always, with the main run's tools).
 No Ray: the job runs where it is launched; the VLM uses the GPU if there is one (recommend.device).
 """
 
@@ -61,8 +62,8 @@ def _shown(path: str) -> str:
 
 class EvaluateRecipe:
     """Main table (tools, most-popular, majority vote, VLM-only, VLM+tools always, ReasonRec; 1+N and full
-    ranking), CTR table, cold start by EH group, Tables A9 / A7 / 4, confidence calibration; the other
-    sections of the paper are listed as not computed yet."""
+    ranking), ablations (other VLMs on the same users), Table A6, CTR table, cold start by EH group, Tables
+    A9 / A7 / 4, confidence calibration; the other sections of the paper are listed as not computed yet."""
 
     def __init__(self, cfg: EvaluateConfig, command: str):
         self.cfg, self.command = cfg, command
@@ -90,15 +91,31 @@ class EvaluateRecipe:
         self.data = ToolData.load(cfg.recommend.dataset, cfg.split, cfg.negatives, cfg.ctr_split, cfg.ctr_ratio)
         self.requests = part_requests(self.data, "test", cfg.users, cfg.seed)
         self.tools = load_tools(self.bundle.tools_dir, cfg.tools, self._tmp.name)
+        self.ablations = {a.name: self._ablation_bundle(a.name, a.vlm_dir) for a in cfg.ablations}
         print(f"[evaluate] {self.version}: {len(self.requests)} of {len(self.data.test_candidates)} test users, "
               f"tools {list(self.tools.tools)}", flush=True)
         self._stage("setup", t)
+
+    def _ablation_bundle(self, name: str, vlm_dir: str):
+        """The ablation VLM with the main run's tools, consult pool and router: only the VLM differs."""
+        from reasonrec.io import open_fs
+        from reasonrec.recommend.bundle import Bundle, model_version
+
+        run_json = join(vlm_dir, "run.json")
+        fs, path = open_fs(run_json)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"ablation {name!r}: {run_json} not found (train it with jobs/train_vlm.py, "
+                                    "or drop it from ablations)")
+        cfg = self.cfg.recommend.model_copy(update={"vlm_dir": vlm_dir, "tools_dir": self.bundle.tools_dir,
+                                                    "consult_pool": list(self.bundle.consult_pool)})
+        return Bundle(cfg, self.router, model_version(cfg))
 
     # ------------------------------------------------------------------ run
 
     def run(self) -> dict:
         import numpy as np
 
+        from reasonrec.report.ablations import a6_rows
         from reasonrec.report.cold_start import cold_start_rows
         from reasonrec.report.conflict import conflict_row
         from reasonrec.report.ctr import ctr_rows
@@ -134,12 +151,57 @@ class EvaluateRecipe:
         thresholds = {"ReasonRec (routed, calibrated policy)" if self.policy else "ReasonRec (routed)": self.router}
         if self.policy is not None:
             thresholds["routed, router config thresholds"] = cfg.recommend.router
-        return {"main": baselines + vlm_rows, "ctr": ctr, "cold_start": cold_start_rows(outcomes.eh, hits, route),
+        ablations = self._ablations(outcomes)
+        explanation = self._explanation()
+        return {"main": baselines + vlm_rows, "ablations": ablations, "a6": a6_rows(baselines, outcomes, vlm_rows[-1]),
+                "ctr": ctr, "cold_start": cold_start_rows(outcomes.eh, hits, route),
                 "a9": a9_rows(outcomes, thresholds), "a7": a7_rows(outcomes, self.router),
                 "conflict": conflict_row(outcomes.answers["tool"].top1, routed.top1, outcomes.targets),
                 "calibration": self._calibration(outcomes, routed.rank, route),
                 "calibration_hit": cfg.calibration_hit, "calibration_bins": cfg.calibration_bins,
-                "not_yet": dict(NOT_YET), "vlm_failures": outcomes.vlm_failures}
+                "explanation": explanation,
+                "not_yet": {k: v for k, v in NOT_YET.items() if not (explanation and k.startswith("Explanation"))},
+                "vlm_failures": outcomes.vlm_failures}
+
+    def _ablations(self, main) -> list[dict]:
+        """Each ablation VLM on the same rows (VLM-only and VLM+tools always), beside the main model's."""
+        from reasonrec.report.ablations import ablation_rows
+        from reasonrec.report.outcomes import collect
+
+        got = {}
+        for name, bundle in self.ablations.items():
+            t = time.perf_counter()
+            outcomes = collect(bundle, self.requests, self.cfg.batch_size, (), lambda done, total, name=name: print(
+                f"[evaluate] ablation {name!r}: {done}/{total} users", flush=True))
+            self._stage(f"ablation {name}", t)
+            got[name] = (bundle.cfg.vlm_dir, bundle.settings, outcomes)
+        rows = ablation_rows(self.version.split("@", 1)[0], self.bundle.settings, main, got) if got else []
+        for row in rows[1:]:
+            row["model_version"] = self.ablations[row["name"]].version
+        return rows
+
+    def _explanation(self) -> list[dict]:
+        """One table per configured data set with review text: its own Bundle (dataset + its VLM) and split."""
+        from reasonrec.recommend.bundle import Bundle, model_version
+        from reasonrec.recommend.config import RecommendConfig
+        from reasonrec.report.explanation import explanation_rows
+        from reasonrec.router.config import RouterConfig
+        from reasonrec.tools.data import ToolData
+
+        tables = []
+        for entry in self.cfg.explanation:
+            t = time.perf_counter()
+            recommend = RecommendConfig.model_validate({"dataset": entry.dataset, "vlm_dir": entry.vlm_dir,
+                                                        "device": self.cfg.recommend.device, "policy": "config"})
+            bundle = Bundle(recommend, RouterConfig(), model_version(recommend))
+            data = ToolData.load(entry.dataset, entry.split, entry.negatives)
+            pairs = self.cfg.quick_users if self.cfg.quick else entry.max_pairs
+            rows = explanation_rows(bundle, data, pairs, self.cfg.seed, entry.max_new_tokens, entry.drop_seen)
+            tables.append({"name": entry.name, "dataset": _shown(entry.dataset), "vlm_dir": _shown(entry.vlm_dir),
+                           "model_version": bundle.version, "split": entry.split, "max_pairs": pairs,
+                           "drop_seen": entry.drop_seen, "rows": rows})
+            self._stage(f"explanation {entry.name}", t)
+        return tables
 
     def _calibration(self, outcomes, routed_rank, route) -> list[dict]:
         """Forced routes over every user, then the routed answer's users on each route (PartOutcomes, arrays)."""

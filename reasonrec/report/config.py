@@ -11,6 +11,33 @@ from reasonrec.recommend.config import RecommendConfig
 from reasonrec.router.config import ToolSelection
 
 
+class Ablation(StrictModel):
+    """One ablation VLM of the ablations table: answered on the main table's users with the main tools."""
+
+    name: str = Field(description="Row label of the ablation (e.g. 'no tools'); what it changed is read from run.json.")
+    vlm_dir: str = Field(description=(
+        "Its jobs/train_vlm.py run folder (model/ + run.json); its settings are compared with the main VLM's."))
+
+
+class ExplanationSet(StrictModel):
+    """One explanation table: a data set with review text and a VLM trained there on the explanation task
+    (the ranking data of the report may have no reviews: ml-latest-small has none)."""
+
+    name: str = Field(description="Table label, e.g. 'All-Beauty reviews'.")
+    dataset: str = Field(description="Prepared dataset with review text (local or s3://).")
+    vlm_dir: str = Field(description=(
+        "jobs/train_vlm.py run trained on this dataset's `split` with `explanation` among its tasks; a VLM "
+        "without the task gets baseline rows only and a note."))
+    split: str = Field("loo", description="The split the VLM trained on (its test part gives the pairs; checked).")
+    negatives: int = Field(99, ge=1, description="The split's fixed ranking lists the VLM run used (1+N).")
+    max_pairs: int | None = Field(None, ge=1, description=(
+        "Seeded subset of this many test (user, item) pairs; null = every pair (quick mode: quick_users)."))
+    drop_seen: bool = Field(False, description=(
+        "Score only pairs whose reference is not verbatim one of the user's own training reviews (Amazon 2018 "
+        "copies a review onto every variant of a product: most All-Beauty test references)."))
+    max_new_tokens: int = Field(48, ge=1, le=512, description="Greedy tokens per generated explanation.")
+
+
 class EvaluateConfig(StrictModel):
     """jobs/evaluate.py: the evaluation report (report.md, report.json, PNG plots) on a split's test part."""
 
@@ -37,6 +64,12 @@ class EvaluateConfig(StrictModel):
     calibration_hit: Literal[1, 5] = Field(5, description=(
         "Confidence calibration compares the stated confidence with hit@1 or hit@5 of the route's answer."))
     calibration_bins: int = Field(10, ge=2, description="Equal-width confidence bins of the reliability diagram.")
+    ablations: list[Ablation] = Field(default_factory=list, description=(
+        "Ablations table: each VLM answers the same users VLM-only and VLM+tools always (both answers for every "
+        "user), beside the main model; [] = skip the table."))
+    explanation: list[ExplanationSet] = Field(default_factory=list, description=(
+        "Explanation tables (BLEU-4, ROUGE-L): template and retrieval baselines, VLM-only and ReasonRec per data "
+        "set; [] = skip the section."))
     batch_size: int = Field(64, ge=1, description="Rows per scoring batch (tools once, the VLM once per route).")
     out: str = Field("report", description="Folder for report.md, report.json and the PNGs (local or s3://).")
 
@@ -44,6 +77,9 @@ class EvaluateConfig(StrictModel):
     def _needs_vlm(self):
         if self.recommend.vlm_dir is None:
             raise ValueError("recommend.vlm_dir is null: the report compares the VLM routes with the tools")
+        names = [a.name for a in self.ablations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ablations: names must differ, got {names}")
         return self
 
     @property

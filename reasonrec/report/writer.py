@@ -14,12 +14,8 @@ from reasonrec.io import join, open_fs
 NOT_YET = {
     "Explanation generation (BLEU-4, ROUGE-L)": "needs the explanation task's evaluation (template/retrieval "
     "baseline and VLM generations on All-Beauty reviews and the synthetic set); not built yet.",
-    "Ablations (no curriculum, single template, no tools)": "needs the ablation VLM runs evaluated on the same "
-    "test users; not wired into this job yet.",
     "Time shift (temporal cut-off)": "needs a temporal split with its own tools and VLM; not built yet.",
     "Multi-domain (Beauty + Sports merged)": "needs the merged dataset's tools and VLM; not built yet.",
-    "Planning, Table A6 (tool ensemble only vs VLM without planning vs ReasonRec)": "needs a VLM trained without "
-    "planning; not wired into this job yet.",
 }
 
 
@@ -38,6 +34,28 @@ def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> list[str]
     lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
     return lines
+
+
+def explanation_section(tables: list[dict]) -> list[str]:
+    """One table per data set with review text (reasonrec/report/explanation.py); nothing when none is set."""
+    from reasonrec.report.explanation import markdown_table  # here: it imports torch, writer.py stays light
+
+    if not tables:
+        return []
+    out = ["", "## Explanation generation (BLEU-4, ROUGE-L)", "",
+           "Test (user, item) pairs of the explanation task on each VLM's own split; reference = the held-out "
+           "review, cut to review_max_chars as in training. BLEU-4: sacrebleu corpus BLEU; ROUGE-L: mean F1 "
+           "(rouge-score); both 0-100. Template = a fixed sentence with the item title; retrieval = the nearest "
+           "*training* review (TF-IDF) of the item by another user; VLM-only = the builder's test prompts; "
+           "ReasonRec = what /v1/explain answers (the same VLM on the serving prompt: every interaction as history, "
+           "tonight's EH, no tools — explanations are not routed); \"same as VLM-only\" counts identical texts."]
+    for t in tables:
+        subset = f"a seeded subset of {t['max_pairs']} pairs" if t["max_pairs"] else "every test pair"
+        out += ["", f"### {t['name']}", "",
+                f"Dataset `{t['dataset']}`, VLM `{t['vlm_dir']}` ({t['model_version']}), split {t['split']}, "
+                f"{subset}{' without the pairs seen in the user train text' if t['drop_seen'] else ''}.", ""]
+        out += markdown_table(t["rows"]) or ["No pair with review text in this data set's test part."]
+    return out
 
 
 def markdown(report: dict) -> str:
@@ -59,12 +77,25 @@ def markdown(report: dict) -> str:
     out += table(report["main"], [("model", "model"), ("kind", "kind"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
                                   ("HR@10", "HR@10"), ("NDCG@10", "NDCG@10"), ("full_HR@5", "full HR@5"),
                                   ("full_NDCG@5", "full NDCG@5")])
+    out += ["", "## Ablations (VLM-only and VLM+tools always, HR@5 / NDCG@5)", ""]
+    if report.get("ablations"):
+        out += ["Each ablation VLM answers the same users on the same 1+99 lists with the main run's tools, "
+                "consult pool and router; the first row is the main model. \"Differs from the main model in\" is "
+                "every train_vlm setting (run.json) whose value differs, main -> ablation.", ""]
+        rows = [{**r, "differs": "; ".join(f"`{d}`" for d in r["differs"]) or "—"} for r in report["ablations"]]
+        out += table(rows, [("name", "model"), ("differs", "differs from the main model in"),
+                            ("vlm_HR@5", "VLM-only HR@5"), ("vlm_NDCG@5", "VLM-only NDCG@5"),
+                            ("vlm+tools_HR@5", "VLM+tools always HR@5"),
+                            ("vlm+tools_NDCG@5", "VLM+tools always NDCG@5")])
+    else:
+        out.append("Not computed in this run (ablations: []).")
     out += ["", "## CTR (AUC, LogLoss)", ""]
     if report["ctr"]:
         out += table(report["ctr"], [("model", "model"), ("rows", "test rows"), ("AUC", "AUC"),
                                      ("LogLoss", "LogLoss"), ("note", "note")])
     else:
         out.append("The dataset has no CTR split (prepare it with the random split and CTR negatives).")
+    out += explanation_section(report.get("explanation", []))
     c = report["cold_start"]
     out += ["", "## Cold start (EH groups)", "",
             f"Test users cut into 10 equal groups by evidence horizon (group 1 = highest EH), aggregated; HR@5 of "
@@ -82,6 +113,14 @@ def markdown(report: dict) -> str:
           if "route_shares" in row else row for row in report["a9"]]
     out += table(a9, [("answer", "answer"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
                                 ("seconds_per_user", "s/user"), ("shares", "tool / vlm / vlm+tools")])
+    out += ["", "### Table A6: tool ensemble only vs VLM without planning vs ReasonRec", "",
+            "The same users' answers as the main table. Tool ensemble only = the majority vote of the ranking "
+            "tools, no VLM; VLM without planning = the VLM consults tools on every user (and, below it, never); "
+            "ReasonRec = the router's per-user plan (shares of users on each route).", ""]
+    a6 = [{**row, "shares": " / ".join(f"{row['route_shares'][r]:.2f}" for r in ("tool", "vlm", "vlm+tools"))}
+          if "route_shares" in row else row for row in report.get("a6", [])]
+    out += table(a6, [("answer", "answer"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
+                      ("shares", "tool / vlm / vlm+tools"), ("what", "what it is")])
     out += ["", "### Table A7: tool selection when consulting", ""]
     if report["a7"]:
         out += [f"Each consulting user is shown {h['n_consult']} of the tools {', '.join(h['consult_pool'])} "

@@ -1,9 +1,11 @@
 """jobs/evaluate.py through its real CLI on a small world: every file of the report, numbers that agree with
-the recommendation path run separately on the same users, the quick mode, and a clear failure without a policy."""
+the recommendation path run separately on the same users, the ablations table and Table A6, the quick mode, and
+clear failures without a policy or an ablation's run.json."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -21,14 +23,41 @@ def world(tmp_path_factory):
     return build_world(tmp_path_factory.mktemp("evaluate-world"), n_users=60)
 
 
+@pytest.fixture(scope="module")
+def ablation_dir(world, tmp_path_factory) -> str:
+    """The world's VLM copied with one training setting changed in run.json: the same weights, so its answers
+    must equal the main model's, and the table must name exactly that setting."""
+    folder = tmp_path_factory.mktemp("ablation") / "vlm-curriculum"
+    shutil.copytree(world.vlm_dir, folder)
+    run = json.loads((folder / "run.json").read_text())
+    run["settings"]["instructions"]["curriculum"]["mode"] = "uniform"    # the world's VLM says 'curriculum'
+    (folder / "run.json").write_text(json.dumps(run))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def explain_vlm_dir(world, tmp_path_factory) -> str:
+    """The world's VLM with the split it trained on stated in run.json, as jobs/train_vlm.py writes it (the
+    explanation table refuses a VLM whose split it cannot check against the pairs')."""
+    folder = tmp_path_factory.mktemp("explain") / "vlm"
+    shutil.copytree(world.vlm_dir, folder)
+    run = json.loads((folder / "run.json").read_text())
+    run["settings"]["split"] = "loo"
+    (folder / "run.json").write_text(json.dumps(run))
+    return str(folder)
+
+
 def artifacts(world) -> list[str]:
     return [f"recommend.dataset={world.dataset}", f"recommend.vlm_dir={world.vlm_dir}", "recommend.device=cpu",
             "recommend.policy=config", "recommend.router.n_consult=1"]
 
 
-def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world, tmp_path):
+def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world, ablation_dir, explain_vlm_dir,
+                                                                    tmp_path):
     out = tmp_path / "report"
-    job("evaluate.py", *artifacts(world), "max_users=10", "seed=1", "batch_size=8", f"out={out}")
+    job("evaluate.py", *artifacts(world), "max_users=10", "seed=1", "batch_size=8", f"out={out}",
+        f"ablations=[{{name: uniform order, vlm_dir: {ablation_dir}}}]",
+        f"explanation=[{{name: world reviews, dataset: {world.dataset}, vlm_dir: {explain_vlm_dir}, max_pairs: 12}}]")
     assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "reliability.png", "cold_start.png",
                                                "a9.png"}
     for png in ("reliability.png", "cold_start.png", "a9.png"):
@@ -71,8 +100,41 @@ def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world,
     forced = {r["answer"]: r for r in report["calibration"]}
     assert forced["forced vlm"]["accuracy"] == pytest.approx(main["VLM-only"]["HR@5"])   # hit@5 by default
     assert report["ctr"] == [] and "no CTR split" in md
-    for section in ("Explanation generation", "Ablations", "Time shift", "Multi-domain"):
-        assert section in md.split("## Not in this report yet")[1]
+    not_yet = md.split("## Not in this report yet")[1]
+    for section in ("Time shift", "Multi-domain"):
+        assert section in not_yet
+    assert "Ablations" not in not_yet and "A6" not in not_yet and "Explanation" not in not_yet
+
+    # Explanation: baselines scored on 12 seeded pairs; the world's VLM is sequential-only, so its rows say so.
+    (expl,) = report["explanation"]
+    rows = {r["model"]: r for r in expl["rows"]}
+    assert expl["name"] == "world reviews" and expl["max_pairs"] == 12
+    assert rows["template"]["pairs"] == rows["retrieval"]["pairs"] == 12
+    assert 0 <= rows["retrieval"]["BLEU-4"] <= 100 and 0 <= rows["retrieval"]["ROUGE-L"] <= 100
+    assert "not trained on explanation" in rows["VLM-only"]["note"] and "BLEU-4" not in rows["ReasonRec"]
+    assert "## Explanation generation (BLEU-4, ROUGE-L)" in md and "### world reviews" in md
+    assert "explanation world reviews" in h["stage_seconds"]
+
+    # Ablations: the main model's row, then the copy whose run.json differs in one setting (same weights).
+    main_row, ablation = report["ablations"]
+    assert main_row["name"] == "vlm (main model)" and main_row["differs"] == []
+    assert (main_row["vlm_HR@5"], main_row["vlm+tools_HR@5"]) == (main["VLM-only"]["HR@5"],
+                                                                 main["VLM+tools always"]["HR@5"])
+    assert ablation["name"] == "uniform order" and ablation["vlm_dir"] == ablation_dir
+    assert ablation["differs"] == ['instructions.curriculum.mode: "curriculum" -> "uniform"']
+    assert ablation["model_version"] == "vlm-curriculum@" + h["model_version"].split("@")[1]
+    for key in ("vlm_HR@5", "vlm_NDCG@5", "vlm+tools_HR@5", "vlm+tools_NDCG@5"):
+        assert ablation[key] == pytest.approx(main_row[key]), key
+    assert ablation["users"] == 10 and "ablation uniform order" in h["stage_seconds"]
+    assert '| uniform order | `instructions.curriculum.mode: "curriculum" -> "uniform"` |' in md
+
+    # Table A6: a view over the main table's rows.
+    a6 = {r["answer"]: r for r in report["a6"]}
+    assert a6["tool ensemble only (majority vote)"]["HR@5"] == main["majority_vote"]["HR@5"]
+    assert a6["VLM without planning (tools always)"]["HR@5"] == main["VLM+tools always"]["HR@5"]
+    assert a6["VLM-only"]["NDCG@5"] == main["VLM-only"]["NDCG@5"]
+    assert a6["ReasonRec (routed)"]["route_shares"] == main["ReasonRec (routed)"]["route_shares"]
+    assert "### Table A6" in md and "| tool ensemble only (majority vote) |" in md
 
 
 def test_quick_mode_and_flags(job, world, tmp_path):
@@ -84,6 +146,14 @@ def test_quick_mode_and_flags(job, world, tmp_path):
     assert report["header"]["quick"] and report["header"]["users"] == 4
     assert report["a7"] == [] and "Not computed in this run" in (out / "report.md").read_text()
     assert "full_HR@5" not in report["main"][0]
+    assert report["ablations"] == [] and "Not computed in this run (ablations: [])" in (out / "report.md").read_text()
+
+
+def test_missing_ablation_run_exits_naming_the_file(job, world, tmp_path):
+    result = job("evaluate.py", *artifacts(world), f"out={tmp_path}",
+                 f"ablations=[{{name: gone, vlm_dir: {tmp_path / 'nowhere'}}}]", check=False)
+    assert result.returncode == 1 and f"ablation 'gone': {tmp_path / 'nowhere' / 'run.json'} not found" in result.stderr
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_missing_policy_exits_with_the_reason(job, world, tmp_path):
