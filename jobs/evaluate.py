@@ -11,6 +11,8 @@ consulting tools (plus one VLM+tools pass per extra consult mode for Table A7) â
 job runs, and every VLM table reads that one pass: ReasonRec's answer is each user's outcome on the route
 the (calibrated) policy picks. The tools, most-popular and the majority vote are scored on the same users,
 and so is each ablation VLM (config `ablations`: VLM-only and VLM+tools always, with the main run's tools).
+Each `time_shift` entry runs the same code on another split (a temporal cut-off) with its own VLM and tools,
+and its table sits beside the main table's numbers.
 No Ray: the job runs where it is launched; the VLM uses the GPU if there is one (recommend.device).
 """
 
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join
-from reasonrec.report.config import EvaluateConfig
+from reasonrec.report.config import EvaluateConfig, TimeShift
+from reasonrec.report.time_shift import SplitMismatch
 from reasonrec.report.writer import NOT_YET, markdown, plots, save
 
 # torch, the tools and the VLM are imported by the recipe's methods: --help-config and config errors stay fast.
@@ -63,7 +66,8 @@ def _shown(path: str) -> str:
 class EvaluateRecipe:
     """Main table (tools, most-popular, majority vote, VLM-only, VLM+tools always, ReasonRec; 1+N and full
     ranking), ablations (other VLMs on the same users), Table A6, CTR table, cold start by EH group, Tables
-    A9 / A7 / 4, confidence calibration; the other sections of the paper are listed as not computed yet."""
+    A9 / A7 / 4, confidence calibration, time shift (another split's models beside the main table); the other
+    sections of the paper are listed as not computed yet."""
 
     def __init__(self, cfg: EvaluateConfig, command: str):
         self.cfg, self.command = cfg, command
@@ -92,6 +96,7 @@ class EvaluateRecipe:
         self.requests = part_requests(self.data, "test", cfg.users, cfg.seed)
         self.tools = load_tools(self.bundle.tools_dir, cfg.tools, self._tmp.name)
         self.ablations = {a.name: self._ablation_bundle(a.name, a.vlm_dir) for a in cfg.ablations}
+        self.time_shift = [self._time_shift_setup(entry) for entry in cfg.time_shift]
         print(f"[evaluate] {self.version}: {len(self.requests)} of {len(self.data.test_candidates)} test users, "
               f"tools {list(self.tools.tools)}", flush=True)
         self._stage("setup", t)
@@ -110,6 +115,43 @@ class EvaluateRecipe:
                                                     "consult_pool": list(self.bundle.consult_pool)})
         return Bundle(cfg, self.router, model_version(cfg))
 
+    def _time_shift_setup(self, entry: TimeShift) -> dict:
+        """The entry's split checked against its VLM and tools (SplitMismatch before any scoring), its Bundle,
+        router (the VLM's own policy.json when the main run is calibrated and it has one for its version, else
+        the router config, and the table says which), ToolData, requests and tools."""
+        from reasonrec.recommend.bundle import Bundle, model_version, vlm_settings
+        from reasonrec.recommend.calibration import part_requests
+        from reasonrec.report.ranking import load_tools
+        from reasonrec.report.time_shift import check_split, split_summary
+        from reasonrec.router.config import Policy, PolicyVersionError
+        from reasonrec.tools.data import ToolData
+
+        cfg = self.cfg
+        tools_dir = entry.tools_dir or vlm_settings(entry.vlm_dir).get("tools_dir")
+        if tools_dir is None:
+            raise FileNotFoundError(f"time shift {entry.name!r}: no tools_dir set and {entry.vlm_dir}/run.json names "
+                                    "none")
+        tools = load_tools(tools_dir, None, self._tmp.name)
+        if not tools.tools:
+            raise FileNotFoundError(f"time shift {entry.name!r}: no trained tools in {tools_dir}")
+        check_split(entry.split, entry.vlm_dir, tools_dir, list(tools.tools))
+        summary = split_summary(cfg.recommend.dataset, entry.split)
+        summary["file"] = _shown(summary["file"])
+        recommend = cfg.recommend.model_copy(update={"vlm_dir": entry.vlm_dir, "tools_dir": tools_dir})
+        version = model_version(recommend)
+        router, source = cfg.recommend.router, "the router config (policy=config)"
+        if cfg.recommend.policy == "calibrated":
+            try:
+                policy = Policy.load(entry.vlm_dir, version)
+                router, source = policy.apply(cfg.recommend.router), f"policy.json ({policy.model_version})"
+            except (FileNotFoundError, PolicyVersionError) as err:
+                source = f"the router config ({err})"
+        data = ToolData.load(cfg.recommend.dataset, entry.split, entry.negatives, cfg.ctr_split, cfg.ctr_ratio)
+        rows = cfg.quick_users if cfg.quick else (entry.max_rows or cfg.max_users)
+        return {"entry": entry, "bundle": Bundle(recommend, router, version), "router": router, "policy_source": source,
+                "data": data, "requests": part_requests(data, "test", rows, cfg.seed),
+                "tools": tools, "summary": summary}
+
     # ------------------------------------------------------------------ run
 
     def run(self) -> dict:
@@ -121,8 +163,7 @@ class EvaluateRecipe:
         from reasonrec.report.ctr import ctr_rows
         from reasonrec.report.outcomes import collect
         from reasonrec.report.planning import a7_rows, a9_rows
-        from reasonrec.report.ranking import baseline_rows, metrics
-        from reasonrec.router.policy import ROUTES
+        from reasonrec.report.ranking import baseline_rows
 
         cfg = self.cfg
         t = time.perf_counter()
@@ -134,13 +175,7 @@ class EvaluateRecipe:
         self._stage("VLM pass (every route)", t)
         if any(outcomes.vlm_failures.values()):
             print(f"[evaluate] WARNING: VLM passes failed on {outcomes.vlm_failures} rows", file=sys.stderr)
-        routed, route = outcomes.routed(self.router)
-        vlm_rows = [{"model": "VLM-only", "kind": "vlm", "users": len(outcomes),
-                     **metrics(outcomes.answers["vlm"].rank)},
-                    {"model": "VLM+tools always", "kind": "vlm", "users": len(outcomes),
-                     **metrics(outcomes.answers["vlm+tools"].rank)},
-                    {"model": "ReasonRec (routed)", "kind": "vlm", "users": len(outcomes), **metrics(routed.rank),
-                     "route_shares": {r: float((route == r).mean()) for r in ROUTES}}]
+        vlm_rows, routed, route = _vlm_rows(outcomes, self.router)
         t = time.perf_counter()
         ctr_tools = {n: self.tools.tools[n] for n in self.tools.names(("ctr",))}
         users = None if cfg.users is None else np.unique(self.requests.user_idx)
@@ -153,14 +188,16 @@ class EvaluateRecipe:
             thresholds["routed, router config thresholds"] = cfg.recommend.router
         ablations = self._ablations(outcomes)
         explanation = self._explanation()
+        time_shift = self._time_shift(baselines + vlm_rows)
         return {"main": baselines + vlm_rows, "ablations": ablations, "a6": a6_rows(baselines, outcomes, vlm_rows[-1]),
                 "ctr": ctr, "cold_start": cold_start_rows(outcomes.eh, hits, route),
                 "a9": a9_rows(outcomes, thresholds), "a7": a7_rows(outcomes, self.router),
                 "conflict": conflict_row(outcomes.answers["tool"].top1, routed.top1, outcomes.targets),
                 "calibration": self._calibration(outcomes, routed.rank, route),
                 "calibration_hit": cfg.calibration_hit, "calibration_bins": cfg.calibration_bins,
-                "explanation": explanation,
-                "not_yet": {k: v for k, v in NOT_YET.items() if not (explanation and k.startswith("Explanation"))},
+                "explanation": explanation, "time_shift": time_shift,
+                "not_yet": {k: v for k, v in NOT_YET.items() if not (explanation and k.startswith("Explanation"))
+                            and not (time_shift and k.startswith("Time shift"))},
                 "vlm_failures": outcomes.vlm_failures}
 
     def _ablations(self, main) -> list[dict]:
@@ -201,6 +238,32 @@ class EvaluateRecipe:
                            "model_version": bundle.version, "split": entry.split, "max_pairs": pairs,
                            "drop_seen": entry.drop_seen, "rows": rows})
             self._stage(f"explanation {entry.name}", t)
+        return tables
+
+    def _time_shift(self, main_rows: list[dict]) -> list[dict]:
+        """Per entry: baseline_rows and the one-pass VLM rows on its split's test rows, beside main_rows."""
+        from reasonrec.report.outcomes import collect
+        from reasonrec.report.ranking import baseline_rows
+        from reasonrec.report.time_shift import shift_rows
+
+        tables = []
+        for ts in self.time_shift:
+            entry, requests, t = ts["entry"], ts["requests"], time.perf_counter()
+            rows = baseline_rows(ts["tools"], ts["data"], requests, full=False)
+            outcomes = collect(ts["bundle"], requests, self.cfg.batch_size, (), lambda done, total, n=entry.name: print(
+                f"[evaluate] time shift {n!r}: {done}/{total} rows", flush=True))
+            rows += _vlm_rows(outcomes, ts["router"])[0]
+            lists = join(self.cfg.recommend.dataset, "splits", entry.split, "candidates", f"neg{entry.negatives}",
+                         "test.parquet")
+            tables.append({"name": entry.name, "split": entry.split, "negatives": entry.negatives,
+                           "vlm_dir": _shown(entry.vlm_dir), "tools_dir": _shown(ts["bundle"].tools_dir),
+                           "model_version": ts["bundle"].version, "policy_source": ts["policy_source"],
+                           "rows_scored": len(requests), "rows_total": len(ts["data"].test_candidates),
+                           "users_scored": len(set(requests.user_idx.tolist())),
+                           "summary": ts["summary"], "vlm_failures": outcomes.vlm_failures,
+                           "files": [ts["summary"]["file"], _shown(lists), _shown(join(entry.vlm_dir, "run.json"))],
+                           "rows": shift_rows(main_rows, rows)})
+            self._stage(f"time shift {entry.name}", t)
         return tables
 
     def _calibration(self, outcomes, routed_rank, route) -> list[dict]:
@@ -263,13 +326,27 @@ class EvaluateRecipe:
         self._tmp.cleanup()
 
 
+def _vlm_rows(outcomes, router) -> tuple[list[dict], object, object]:
+    """(VLM-only, VLM+tools always and ReasonRec rows, the routed Outcome, the route per row) of one pass."""
+    from reasonrec.report.ranking import metrics
+    from reasonrec.router.policy import ROUTES
+
+    routed, route = outcomes.routed(router)
+    rows = [{"model": "VLM-only", "kind": "vlm", "users": len(outcomes), **metrics(outcomes.answers["vlm"].rank)},
+            {"model": "VLM+tools always", "kind": "vlm", "users": len(outcomes),
+             **metrics(outcomes.answers["vlm+tools"].rank)},
+            {"model": "ReasonRec (routed)", "kind": "vlm", "users": len(outcomes), **metrics(routed.rank),
+             "route_shares": {r: float((route == r).mean()) for r in ROUTES}}]
+    return rows, routed, route
+
+
 def recipe_main(argv: list[str] | None = None) -> dict:
     cfg = parse(argv)
     command = "python jobs/evaluate.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     recipe = EvaluateRecipe(cfg, command)
     try:
         recipe.setup()
-    except FileNotFoundError as err:  # no policy.json for this model, a missing tool: say which, exit 1
+    except (FileNotFoundError, SplitMismatch) as err:  # no policy.json, a missing tool, a model of another split
         print(f"evaluate: {err}", file=sys.stderr)
         sys.exit(1)
     report = recipe.save(recipe.run())

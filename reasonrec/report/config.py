@@ -38,6 +38,24 @@ class ExplanationSet(StrictModel):
     max_new_tokens: int = Field(48, ge=1, le=512, description="Greedy tokens per generated explanation.")
 
 
+class TimeShift(StrictModel):
+    """One time-shift table: the system trained and tested on another split of the report's dataset (a temporal
+    cut-off), its rows beside the main table's (reasonrec/report/time_shift.py)."""
+
+    name: str = Field(description="Table label, e.g. 'temporal cut-off'.")
+    split: str = Field("temporal", description=(
+        "Ranking split of recommend.dataset whose fixed test lists are scored; the VLM's run.json and the tools' "
+        "metrics.json / tool.json must name this split (checked)."))
+    vlm_dir: str = Field(description=(
+        "jobs/train_vlm.py run folder trained on `split` (its policy.json for its version, if any, routes)."))
+    tools_dir: str | None = Field(None, description=(
+        "Tools trained on `split` (every ranking tool there is a row); null = the tools_dir the VLM was trained with."))
+    negatives: int = Field(99, ge=1, description="Which fixed lists of the split: 99 -> the 1+99 lists.")
+    max_rows: int | None = Field(None, ge=1, description=(
+        "Seeded subset of this many test rows (a temporal split has one row per test interaction, many per "
+        "user); null = as the main table (max_users; quick mode always uses quick_users)."))
+
+
 class EvaluateConfig(StrictModel):
     """jobs/evaluate.py: the evaluation report (report.md, report.json, PNG plots) on a split's test part."""
 
@@ -70,6 +88,9 @@ class EvaluateConfig(StrictModel):
     explanation: list[ExplanationSet] = Field(default_factory=list, description=(
         "Explanation tables (BLEU-4, ROUGE-L): template and retrieval baselines, VLM-only and ReasonRec per data "
         "set; [] = skip the section."))
+    time_shift: list[TimeShift] = Field(default_factory=list, description=(
+        "Time-shift tables: most-popular, the entry's ranking tools, majority vote, VLM-only, VLM+tools always and "
+        "ReasonRec on another split's test rows, beside the main table's numbers; [] = skip the section."))
     batch_size: int = Field(64, ge=1, description="Rows per scoring batch (tools once, the VLM once per route).")
     out: str = Field("report", description="Folder for report.md, report.json and the PNGs (local or s3://).")
 
@@ -80,6 +101,9 @@ class EvaluateConfig(StrictModel):
         names = [a.name for a in self.ablations]
         if len(set(names)) != len(names):
             raise ValueError(f"ablations: names must differ, got {names}")
+        names = [t.name for t in self.time_shift]
+        if len(set(names)) != len(names):
+            raise ValueError(f"time_shift: names must differ, got {names}")
         return self
 
     @property

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 
 from reasonrec.io import join, open_fs
+from reasonrec.report.time_shift import cutoff_text
 
 NOT_YET = {
     "Explanation generation (BLEU-4, ROUGE-L)": "needs the explanation task's evaluation (template/retrieval "
@@ -58,6 +59,39 @@ def explanation_section(tables: list[dict]) -> list[str]:
     return out
 
 
+def time_shift_section(tables: list[dict], h: dict) -> list[str]:
+    """One table per time-shift entry (reasonrec/report/time_shift.py); nothing when none is set."""
+    if not tables:
+        return []
+    main = h["split"]
+    out = ["", "## Time shift (temporal cut-off)", "",
+           f"The same system trained and tested on another split of the dataset: its own tools and VLM, scored on "
+           f"that split's fixed 1+N test lists by the main table's code. The {main} columns are the main table's "
+           f"numbers ({h['users']} users) for the model of the same name; — where the main table has none. A "
+           "temporal split has one test row per test interaction (many per user, each ranked from the user's "
+           "train + valid history)."]
+    for t in tables:
+        s = t["summary"]
+        shares = next((r["route_shares"] for r in t["rows"] if "route_shares" in r), None)
+        out += ["", f"### {t['name']}", "",
+                f"Split `{t['split']}`: {cutoff_text(s)} {s['train_interactions']} train / {s['valid_interactions']} "
+                f"valid / {s['test_interactions']} test interactions; {s['test_users']} test users, "
+                f"{s['test_users_without_train']} of them without a train interaction (read from `{s['file']}`). "
+                f"Scored: {t['rows_scored']} of {t['rows_total']} test rows from {t['users_scored']} users "
+                f"(seed {h['seed']}{', quick mode' if h['quick'] else ''}), 1+{t['negatives']} lists. VLM "
+                f"`{t['vlm_dir']}` ({t['model_version']}), tools `{t['tools_dir']}`; ReasonRec routed with thresholds "
+                f"from {t['policy_source']}"
+                + (" (route shares tool / vlm / vlm+tools: " + " / ".join(f"{shares[r]:.2f}" for r in
+                                                                         ("tool", "vlm", "vlm+tools")) + ")."
+                   if shares else "."), ""]
+        out += table(t["rows"], [("model", "model"), ("kind", "kind"), ("main_HR@5", f"{main} HR@5"),
+                                 ("main_NDCG@5", f"{main} NDCG@5"), ("HR@5", f"{t['split']} HR@5"),
+                                 ("NDCG@5", f"{t['split']} NDCG@5")])
+        if any(t["vlm_failures"].values()):
+            out += ["", f"VLM failures (rows answered by the best tool instead): {t['vlm_failures']}."]
+    return out
+
+
 def markdown(report: dict) -> str:
     h = report["header"]
     m = h["machine"]
@@ -96,6 +130,7 @@ def markdown(report: dict) -> str:
     else:
         out.append("The dataset has no CTR split (prepare it with the random split and CTR negatives).")
     out += explanation_section(report.get("explanation", []))
+    out += time_shift_section(report.get("time_shift", []), h)
     c = report["cold_start"]
     out += ["", "## Cold start (EH groups)", "",
             f"Test users cut into 10 equal groups by evidence horizon (group 1 = highest EH), aggregated; HR@5 of "

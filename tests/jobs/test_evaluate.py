@@ -1,9 +1,11 @@
 """jobs/evaluate.py through its real CLI on a small world: every file of the report, numbers that agree with
-the recommendation path run separately on the same users, the ablations table and Table A6, the quick mode, and
-clear failures without a policy or an ablation's run.json."""
+the recommendation path run separately on the same users, the ablations table and Table A6, the time-shift table
+(on the world's loo split under another name: the world has no temporal split), the quick mode, and clear failures
+without a policy or an ablation's run.json, or with a time-shift VLM trained on another split."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -13,6 +15,7 @@ from reasonrec.recommend.bundle import Bundle, model_version
 from reasonrec.recommend.calibration import part_requests
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.recommend.evaluate import evaluate_requests
+from tests.conftest import REPO_ROOT
 from tests.recommend.conftest import build_world
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -57,7 +60,8 @@ def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world,
     out = tmp_path / "report"
     job("evaluate.py", *artifacts(world), "max_users=10", "seed=1", "batch_size=8", f"out={out}",
         f"ablations=[{{name: uniform order, vlm_dir: {ablation_dir}}}]",
-        f"explanation=[{{name: world reviews, dataset: {world.dataset}, vlm_dir: {explain_vlm_dir}, max_pairs: 12}}]")
+        f"explanation=[{{name: world reviews, dataset: {world.dataset}, vlm_dir: {explain_vlm_dir}, max_pairs: 12}}]",
+        f"time_shift=[{{name: loo again, split: loo, vlm_dir: {explain_vlm_dir}, tools_dir: {world.tools_dir}}}]")
     assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "reliability.png", "cold_start.png",
                                                "a9.png"}
     for png in ("reliability.png", "cold_start.png", "a9.png"):
@@ -101,9 +105,9 @@ def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world,
     assert forced["forced vlm"]["accuracy"] == pytest.approx(main["VLM-only"]["HR@5"])   # hit@5 by default
     assert report["ctr"] == [] and "no CTR split" in md
     not_yet = md.split("## Not in this report yet")[1]
-    for section in ("Time shift", "Multi-domain"):
-        assert section in not_yet
+    assert "Multi-domain" in not_yet
     assert "Ablations" not in not_yet and "A6" not in not_yet and "Explanation" not in not_yet
+    assert "Time shift" not in not_yet
 
     # Explanation: baselines scored on 12 seeded pairs; the world's VLM is sequential-only, so its rows say so.
     (expl,) = report["explanation"]
@@ -136,6 +140,23 @@ def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world,
     assert a6["ReasonRec (routed)"]["route_shares"] == main["ReasonRec (routed)"]["route_shares"]
     assert "### Table A6" in md and "| tool ensemble only (majority vote) |" in md
 
+    # Time shift: the same weights on the same split, users and router as the main table, through the entry's own
+    # Bundle and ToolData, must give the main table's numbers row for row.
+    (shift,) = report["time_shift"]
+    assert (shift["name"], shift["split"], shift["rows_scored"], shift["users_scored"]) == ("loo again", "loo", 10, 10)
+    assert shift["policy_source"] == "the router config (policy=config)"
+    assert shift["summary"]["test_users"] == len(world.data.test_candidates)
+    rows = {r["model"]: r for r in shift["rows"]}
+    assert list(rows) == ["bpr_mf", "sasrec", "two_tower", "most_popular", "majority_vote", "VLM-only",
+                          "VLM+tools always", "ReasonRec (routed)"]
+    for model, row in rows.items():
+        assert row["main_HR@5"] == main[model]["HR@5"] and row["main_NDCG@5"] == main[model]["NDCG@5"], model
+        assert row["HR@5"] == pytest.approx(main[model]["HR@5"]), model
+        assert row["NDCG@5"] == pytest.approx(main[model]["NDCG@5"]), model
+    assert rows["ReasonRec (routed)"]["route_shares"] == pytest.approx(main["ReasonRec (routed)"]["route_shares"])
+    assert "## Time shift (temporal cut-off)" in md and "| model | kind | loo HR@5 | loo NDCG@5 | loo HR@5 |" in md
+    assert "time shift loo again" in h["stage_seconds"]
+
 
 def test_quick_mode_and_flags(job, world, tmp_path):
     out = tmp_path / "quick"
@@ -147,6 +168,7 @@ def test_quick_mode_and_flags(job, world, tmp_path):
     assert report["a7"] == [] and "Not computed in this run" in (out / "report.md").read_text()
     assert "full_HR@5" not in report["main"][0]
     assert report["ablations"] == [] and "Not computed in this run (ablations: [])" in (out / "report.md").read_text()
+    assert report["time_shift"] == [] and "Time shift (temporal cut-off)" in report["not_yet"]
 
 
 def test_missing_ablation_run_exits_naming_the_file(job, world, tmp_path):
@@ -154,6 +176,22 @@ def test_missing_ablation_run_exits_naming_the_file(job, world, tmp_path):
                  f"ablations=[{{name: gone, vlm_dir: {tmp_path / 'nowhere'}}}]", check=False)
     assert result.returncode == 1 and f"ablation 'gone': {tmp_path / 'nowhere' / 'run.json'} not found" in result.stderr
     assert not (tmp_path / "report.md").exists()
+
+
+def test_time_shift_refuses_models_of_another_split_naming_run_json(world, explain_vlm_dir, tmp_path, capsys):
+    """The world's loo VLM declared as a temporal entry: refused before anything is scored (recipe_main in-process,
+    as the CLI runs it: a subprocess would add only interpreter start-up to this test)."""
+    spec = importlib.util.spec_from_file_location("job_evaluate", REPO_ROOT / "jobs" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entry = f"{{name: shifted, split: temporal, vlm_dir: {explain_vlm_dir}, tools_dir: {world.tools_dir}}}"
+    with pytest.raises(SystemExit) as exited:
+        module.recipe_main([*artifacts(world), f"out={tmp_path}", f"time_shift=[{entry}]"])
+    assert exited.value.code == 1
+    captured = capsys.readouterr()
+    assert (f"{explain_vlm_dir}/run.json says the VLM trained on split 'loo', the entry scores split 'temporal'"
+            in captured.err)
+    assert "VLM pass" not in captured.out and not (tmp_path / "report.md").exists()
 
 
 def test_missing_policy_exits_with_the_reason(job, world, tmp_path):
