@@ -119,11 +119,11 @@ class EvaluateRecipe:
         """The entry's split checked against its VLM and tools (SplitMismatch before any scoring), its Bundle,
         router (the VLM's own policy.json when the main run is calibrated and it has one for its version, else
         the router config, and the table says which), ToolData, requests and tools."""
-        from reasonrec.recommend.bundle import Bundle, model_version, vlm_settings
+        from reasonrec.recommend.bundle import Bundle, model_version, resolve_router, vlm_settings
         from reasonrec.recommend.calibration import part_requests
         from reasonrec.report.ranking import load_tools
         from reasonrec.report.time_shift import check_split, split_summary
-        from reasonrec.router.config import Policy, PolicyVersionError
+        from reasonrec.router.config import PolicyVersionError
         from reasonrec.tools.data import ToolData
 
         cfg = self.cfg
@@ -139,13 +139,11 @@ class EvaluateRecipe:
         summary["file"] = _shown(summary["file"])
         recommend = cfg.recommend.model_copy(update={"vlm_dir": entry.vlm_dir, "tools_dir": tools_dir})
         version = model_version(recommend)
-        router, source = cfg.recommend.router, "the router config (policy=config)"
-        if cfg.recommend.policy == "calibrated":
-            try:
-                policy = Policy.load(entry.vlm_dir, version)
-                router, source = policy.apply(cfg.recommend.router), f"policy.json ({policy.model_version})"
-            except (FileNotFoundError, PolicyVersionError) as err:
-                source = f"the router config ({err})"
+        try:   # the main run's rule (resolve_router); a VLM without its policy falls back, and the table says so
+            router, policy = resolve_router(recommend, version)
+            source = f"policy.json ({policy.model_version})" if policy else "the router config (policy=config)"
+        except (FileNotFoundError, PolicyVersionError) as err:
+            router, source = recommend.router, f"the router config ({err})"
         data = ToolData.load(cfg.recommend.dataset, entry.split, entry.negatives, cfg.ctr_split, cfg.ctr_ratio)
         rows = cfg.quick_users if cfg.quick else (entry.max_rows or cfg.max_users)
         return {"entry": entry, "bundle": Bundle(recommend, router, version), "router": router, "policy_source": source,

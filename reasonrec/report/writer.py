@@ -37,6 +37,16 @@ def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> list[str]
     return lines
 
 
+def shares_text(route_shares: dict) -> str:
+    """'0.07 / 0.02 / 0.90': the shares of rows on the tool / vlm / vlm+tools routes."""
+    return " / ".join(f"{route_shares[r]:.2f}" for r in ("tool", "vlm", "vlm+tools"))
+
+
+def with_shares(rows: list[dict]) -> list[dict]:
+    """Rows with a `shares` column where they carry route shares (the routed answer)."""
+    return [{**row, "shares": shares_text(row["route_shares"])} if "route_shares" in row else row for row in rows]
+
+
 def explanation_section(tables: list[dict]) -> list[str]:
     """One table per data set with review text (reasonrec/report/explanation.py); nothing when none is set."""
     from reasonrec.report.explanation import markdown_table  # here: it imports torch, writer.py stays light
@@ -81,9 +91,7 @@ def time_shift_section(tables: list[dict], h: dict) -> list[str]:
                 f"(seed {h['seed']}{', quick mode' if h['quick'] else ''}), 1+{t['negatives']} lists. VLM "
                 f"`{t['vlm_dir']}` ({t['model_version']}), tools `{t['tools_dir']}`; ReasonRec routed with thresholds "
                 f"from {t['policy_source']}"
-                + (" (route shares tool / vlm / vlm+tools: " + " / ".join(f"{shares[r]:.2f}" for r in
-                                                                         ("tool", "vlm", "vlm+tools")) + ")."
-                   if shares else "."), ""]
+                + (f" (route shares tool / vlm / vlm+tools: {shares_text(shares)})." if shares else "."), ""]
         out += table(t["rows"], [("model", "model"), ("kind", "kind"), ("main_HR@5", f"{main} HR@5"),
                                  ("main_NDCG@5", f"{main} NDCG@5"), ("HR@5", f"{t['split']} HR@5"),
                                  ("NDCG@5", f"{t['split']} NDCG@5")])
@@ -144,16 +152,14 @@ def markdown(report: dict) -> str:
     out += ["", "## Planning", "", "### Table A9: routing vs always-on (HR@5, NDCG@5, seconds per user)", "",
             "Seconds per user: each user's share of its batch's wall time on that route (tools, VLM pass, refine "
             "pass); a routed answer's is its route's. Plot: a9.png.", ""]
-    a9 = [{**row, "shares": " / ".join(f"{row['route_shares'][r]:.2f}" for r in ("tool", "vlm", "vlm+tools"))}
-          if "route_shares" in row else row for row in report["a9"]]
+    a9 = with_shares(report["a9"])
     out += table(a9, [("answer", "answer"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
                                 ("seconds_per_user", "s/user"), ("shares", "tool / vlm / vlm+tools")])
     out += ["", "### Table A6: tool ensemble only vs VLM without planning vs ReasonRec", "",
             "The same users' answers as the main table. Tool ensemble only = the majority vote of the ranking "
             "tools, no VLM; VLM without planning = the VLM consults tools on every user (and, below it, never); "
             "ReasonRec = the router's per-user plan (shares of users on each route).", ""]
-    a6 = [{**row, "shares": " / ".join(f"{row['route_shares'][r]:.2f}" for r in ("tool", "vlm", "vlm+tools"))}
-          if "route_shares" in row else row for row in report.get("a6", [])]
+    a6 = with_shares(report.get("a6", []))
     out += table(a6, [("answer", "answer"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
                       ("shares", "tool / vlm / vlm+tools"), ("what", "what it is")])
     out += ["", "### Table A7: tool selection when consulting", ""]
