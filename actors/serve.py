@@ -190,8 +190,6 @@ class VLM:
 
         if (gate := self.loader.gate()) is not None:
             return gate
-        if self.bundle.cfg.vlm_dir is None:
-            return NO_VLM
         request = api.ExplainRequest.model_validate(body)
         try:
             item = self.catalogue.item(request.item_id, "item_id")
