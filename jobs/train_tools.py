@@ -4,7 +4,8 @@
     python jobs/train_tools.py --config configs/train_tools/synthetic.yaml epochs=3
     ray job submit --working-dir . -- python jobs/train_tools.py --config configs/train_tools/beauty.yaml
 
-Each tool is one Ray task (`cpus_per_tool` CPUs, as many torch threads): it loads the prepared data, fits
+Each tool is one Ray task (`cpus_per_tool` CPUs, as many torch threads; `gpus_per_tool` GPUs, and then it
+trains and evaluates on cuda — by default the cluster's GPUs are shared by all the tools): it loads the prepared data, fits
 with early stopping on validation, evaluates on test (`evaluate`: sampled 1+N and full ranking, the 1+N lists
 only, or nothing; AUC/LogLoss for CTR tools), saves safetensors + JSON to <out>/<tool>/ and returns its metrics. The driver shows progress as
 tasks finish, adds the most-popular and majority-vote rows, and writes <out>/metrics.json and metrics.md.
@@ -79,12 +80,13 @@ def train_one(spec: str, name: str, settings: dict[str, Any], cfg_json: str, fea
     tool_cfg = tool_class.config_class.model_validate(settings)
     features = features_ref if tool_cfg.use_content else None
     data = ToolData.load(cfg.dataset, cfg.split, cfg.negatives, cfg.ctr_split, cfg.ctr_ratio, item_features=features)
-    tool = tool_class(tool_cfg, data.n_users, data.n_items, features)
+    device = "cuda" if ray.get_gpu_ids() else "cpu"       # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
+    tool = tool_class(tool_cfg, data.n_users, data.n_items, features).to(device)
     started = time.perf_counter()
     history = tool.fit(data)
     train_seconds = time.perf_counter() - started
     row = test_metrics(tool, data, cfg.evaluate)
-    row.update({"train_seconds": round(train_seconds, 1), "epochs": len(history) - 1,
+    row.update({"train_seconds": round(train_seconds, 1), "epochs": len(history) - 1, "device": device,
                 "best": history[-1]["best"], "checkpoint": join(cfg.out, spec.lower())})
     save_checkpoint(tool, row["checkpoint"], {"dataset": cfg.dataset, "split": cfg.split, "test_metrics": row})
     return row
@@ -117,6 +119,15 @@ def save_checkpoint(tool, destination: str, extra: dict[str, Any]) -> None:
             fs.put_file(str(file), join(path, file.name))
 
 
+def gpus_per_tool(cfg: TrainToolsConfig, n_tools: int) -> float:
+    """The GPUs one tool task asks for: cfg.gpus_per_tool, or with 'auto' the cluster's GPUs shared evenly
+    (small tools leave most of a GPU idle, so sharing one trains the zoo at once rather than in turn)."""
+    if cfg.gpus_per_tool != "auto":
+        return float(cfg.gpus_per_tool)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+    return 0.0 if cluster_gpus == 0 else min(1.0, cluster_gpus / max(1, n_tools))
+
+
 def run(cfg: TrainToolsConfig, specs: dict[str, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
@@ -126,8 +137,11 @@ def run(cfg: TrainToolsConfig, specs: dict[str, tuple[str, dict[str, Any]]]) -> 
     if any(settings.get("use_content") for _, settings in specs.values()):
         features = item_content_features(Dataset.load(cfg.dataset))
     features_ref = ray.put(features)
+    gpus = gpus_per_tool(cfg, len(specs))
+    if gpus:
+        print(f"training on GPU: {gpus:g} GPU per tool, {ray.cluster_resources().get('GPU', 0):g} in the cluster")
     pending = {
-        train_one.options(num_cpus=cfg.cpus_per_tool, name=f"train:{spec}").remote(
+        train_one.options(num_cpus=cfg.cpus_per_tool, num_gpus=gpus, name=f"train:{spec}").remote(
             spec, name, settings, cfg.model_dump_json(), features_ref): spec
         for spec, (name, settings) in specs.items()
     }
@@ -174,7 +188,7 @@ def baseline_rows(cfg: TrainToolsConfig, rows: list[dict[str, Any]]) -> list[dic
 # ------------------------------------------------------------------------------------------------------ save
 
 TABLE_COLUMNS = ["tool", "task", "sampled_HR@5", "sampled_NDCG@5", "full_HR@5", "full_NDCG@5", "AUC", "LogLoss",
-                 "train_seconds", "epochs"]
+                 "train_seconds", "epochs", "device"]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -63,7 +63,19 @@ class Tool(ABC):
         if cfg.use_content:
             features = torch.from_numpy(np.array(item_features, dtype=np.float32, copy=True))
         self.module = self.build(features)
+        self.device = torch.device("cpu")
         self.fit_history: list[dict[str, Any]] = []
+
+    def to(self, device: str | torch.device) -> "Tool":
+        """Move the module to `device` ('cpu', 'cuda', 'cuda:1'); training batches, queries and candidates
+        follow it there, scores come back as CPU numpy either way."""
+        self.device = torch.device(device)
+        self.module.to(self.device)
+        return self
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        """An index array (user_idx, item_idx) as an int64 tensor on the tool's device."""
+        return torch.as_tensor(np.asarray(array, dtype=np.int64), device=self.device)
 
     # -------------------------------------------------------------- what each model provides
 
@@ -85,7 +97,7 @@ class Tool(ABC):
 
     def score_all_items(self, queries: Queries) -> torch.Tensor:
         """Scores [n, n_items] for the whole catalogue; models with item embeddings override this with a matmul."""
-        every_item = torch.arange(self.n_items).expand(len(queries), -1)
+        every_item = torch.arange(self.n_items, device=self.device).expand(len(queries), -1)
         return self.score_candidates(queries, every_item)
 
     # -------------------------------------------------------------- shared behaviour
@@ -101,14 +113,14 @@ class Tool(ABC):
         step = self.cfg.score_batch_size
         for start in range(0, len(queries), step):
             rows = slice(start, start + step)
-            out[rows] = self.score_candidates(queries.take(rows), torch.from_numpy(candidates[rows])).float().numpy()
+            out[rows] = self.score_candidates(queries.take(rows), self.tensor(candidates[rows])).float().cpu().numpy()
         return out
 
     @torch.no_grad()
     def score_all(self, queries: Queries) -> np.ndarray:
         """Scores [n, n_items] as float32 numpy (callers batch the queries to bound memory)."""
         self.module.eval()
-        return self.score_all_items(queries).float().numpy()
+        return self.score_all_items(queries).float().cpu().numpy()
 
     @torch.no_grad()
     def topk(self, queries: Queries, k: int, exclude: scipy.sparse.csr_array | None = None
@@ -123,11 +135,11 @@ class Tool(ABC):
             batch = queries.take(slice(start, start + step))
             all_scores = self.score_all_items(batch).float()
             if exclude is not None:
-                mask = torch.from_numpy(exclude[batch.user_idx].toarray().astype(bool))
+                mask = torch.from_numpy(exclude[batch.user_idx].toarray().astype(bool)).to(self.device)
                 all_scores = all_scores.masked_fill(mask, float("-inf"))
             top = torch.topk(all_scores, k, dim=1)
-            items[start:start + len(batch)] = top.indices.numpy()
-            scores[start:start + len(batch)] = top.values.numpy()
+            items[start:start + len(batch)] = top.indices.cpu().numpy()
+            scores[start:start + len(batch)] = top.values.cpu().numpy()
         return items, scores
 
     @staticmethod
@@ -156,7 +168,7 @@ class Tool(ABC):
         """safetensors weights + JSON config; loading needs no unpickling of arbitrary objects."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
         save_file(state, str(folder / CHECKPOINT_WEIGHTS))
         meta = {"tool": self.name, "task": self.task, "config": self.cfg.model_dump(mode="json"),
                 "n_users": self.n_users, "n_items": self.n_items, "fit_history": self.fit_history,
@@ -165,10 +177,10 @@ class Tool(ABC):
         return folder
 
 
-def history_tensor(queries: Queries, n_items: int) -> torch.Tensor:
-    """queries.history as a LongTensor with PAD mapped to `n_items` (the padding row of an embedding of size
-    n_items + 1)."""
-    history = torch.from_numpy(np.asarray(queries.history, dtype=np.int64))
+def history_tensor(queries: Queries, n_items: int, device: torch.device | None = None) -> torch.Tensor:
+    """queries.history as a LongTensor (on `device`) with PAD mapped to `n_items` (the padding row of an
+    embedding of size n_items + 1)."""
+    history = torch.as_tensor(np.asarray(queries.history, dtype=np.int64), device=device)
     return history.masked_fill(history == PAD, n_items)
 
 

@@ -60,11 +60,11 @@ class BPRMF(Tool):
         return -F.logsigmoid(pos - neg).mean()
 
     def score_candidates(self, queries: Queries, candidates: torch.Tensor) -> torch.Tensor:
-        user = self.module.users(torch.from_numpy(queries.user_idx))
+        user = self.module.users(self.tensor(queries.user_idx))
         return torch.einsum("nd,ncd->nc", user, self.module.items(candidates))
 
     def score_all_items(self, queries: Queries) -> torch.Tensor:
-        return self.module.users(torch.from_numpy(queries.user_idx)) @ self.module.items.all_items().T
+        return self.module.users(self.tensor(queries.user_idx)) @ self.module.items.all_items().T
 
 
 def train_pairs(data: ToolData) -> tuple[np.ndarray, np.ndarray]:

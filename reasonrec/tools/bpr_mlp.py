@@ -87,11 +87,11 @@ class BPRMLP(Tool):
 
     def score_candidates(self, queries: Queries, candidates: torch.Tensor) -> torch.Tensor:
         m = self.module
-        return m.pair_scores(m.user_part(m.users(torch.from_numpy(queries.user_idx))), m.item_part(m.items(candidates)))
+        return m.pair_scores(m.user_part(m.users(self.tensor(queries.user_idx))), m.item_part(m.items(candidates)))
 
     def score_all_items(self, queries: Queries) -> torch.Tensor:
         m = self.module
-        user = m.user_part(m.users(torch.from_numpy(queries.user_idx)))
+        user = m.user_part(m.users(self.tensor(queries.user_idx)))
         items = m.item_part(m.items.all_items())
         chunk = max(1, PAIRS_PER_CHUNK // max(1, len(queries)))
         return torch.cat([m.pair_scores(user, items[start:start + chunk])

@@ -90,4 +90,4 @@ class ItemEncoder(torch.nn.Module):
 
     def all_items(self) -> torch.Tensor:
         """[n_items, dim] vectors of every real item (no padding row), for full-catalogue scoring."""
-        return self.forward(torch.arange(self.n_items))
+        return self.forward(torch.arange(self.n_items, device=self.ids.weight.device))

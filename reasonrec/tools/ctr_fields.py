@@ -111,7 +111,7 @@ class CTRFields(torch.nn.Module):
         n_kept = kept.sum(-1, keepdim=True)                                                 # [n, c, 1]
         history_mean = torch.einsum("ncl,nld->ncd", kept, history_vectors) / n_kept.clamp(min=1.0)
         # Most recent kept position (histories are right-aligned); rows with nothing kept get a zero vector.
-        positions = torch.arange(1, history.shape[1] + 1, dtype=kept.dtype)
+        positions = torch.arange(1, history.shape[1] + 1, dtype=kept.dtype, device=kept.device)
         last_position = (kept * positions).argmax(-1)                                      # [n, c]
         last_vector = torch.gather(history_vectors, 1,
                                    last_position.unsqueeze(-1).expand(-1, -1, history_vectors.shape[-1]))
@@ -210,17 +210,17 @@ class CTRTool(Tool):
 
     def score_candidates(self, queries: Queries, candidates: torch.Tensor) -> torch.Tensor:
         """Click logits [n, c] (a sigmoid turns them into probabilities)."""
-        return self.module(torch.from_numpy(np.asarray(queries.user_idx, dtype=np.int64)),
-                           history_tensor(queries, self.n_items), candidates)
+        return self.module(self.tensor(queries.user_idx),
+                           history_tensor(queries, self.n_items, self.device), candidates)
 
     def score_all_items(self, queries: Queries) -> torch.Tensor:
         """Logits [n, n_items], in item chunks so at most MAX_SCORED_PAIRS pairs are in memory at once."""
-        user = torch.from_numpy(np.asarray(queries.user_idx, dtype=np.int64))
-        history = history_tensor(queries, self.n_items)
+        user = self.tensor(queries.user_idx)
+        history = history_tensor(queries, self.n_items, self.device)
         chunk = max(1, MAX_SCORED_PAIRS // max(1, len(queries)))
         parts = []
         for start in range(0, self.n_items, chunk):
-            items = torch.arange(start, min(start + chunk, self.n_items)).expand(len(queries), -1)
+            items = torch.arange(start, min(start + chunk, self.n_items), device=self.device).expand(len(queries), -1)
             parts.append(self.module(user, history, items))
         return torch.cat(parts, dim=1)
 

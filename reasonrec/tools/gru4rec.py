@@ -41,9 +41,9 @@ class GRU4RecModule(SequentialEncoder):
         # An empty history reads one padding item (zero vector), wherever its batch's width puts it.
         lengths = (history != self.n_items).sum(dim=1).clamp(min=1)
         offset = (width - lengths).unsqueeze(1)                  # where each row's real items start
-        columns = torch.arange(width)
+        columns = torch.arange(width, device=history.device)
         left_aligned = history.gather(1, (columns + offset) % width)
-        packed = pack_padded_sequence(self.dropout(self.items(left_aligned)), lengths,
+        packed = pack_padded_sequence(self.dropout(self.items(left_aligned)), lengths.cpu(),  # torch wants CPU lengths
                                       batch_first=True, enforce_sorted=False)
         states, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=width)
         right_aligned = states.gather(1, ((columns - offset) % width).unsqueeze(-1).expand_as(states))

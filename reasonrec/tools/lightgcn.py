@@ -56,7 +56,7 @@ class LightGCNModule(torch.nn.Module):
     def set_graph(self, user_idx: np.ndarray, item_idx: np.ndarray) -> None:
         """Store the distinct (user, item) training pairs as the graph."""
         pairs = np.unique(np.stack([user_idx, item_idx]).astype(np.int64), axis=1)
-        self.edges = torch.from_numpy(pairs)
+        self.edges = torch.from_numpy(pairs).to(self.users.weight.device)
         self._adjacency = self._scoring_cache = None
 
     def adjacency(self) -> torch.Tensor:
@@ -132,8 +132,8 @@ class LightGCN(Tool):
 
     def score_candidates(self, queries: Queries, candidates: torch.Tensor) -> torch.Tensor:
         users, items = self.module.propagate()
-        return torch.einsum("nd,ncd->nc", users[torch.from_numpy(queries.user_idx)], items[candidates])
+        return torch.einsum("nd,ncd->nc", users[self.tensor(queries.user_idx)], items[candidates])
 
     def score_all_items(self, queries: Queries) -> torch.Tensor:
         users, items = self.module.propagate()
-        return users[torch.from_numpy(queries.user_idx)] @ items.T
+        return users[self.tensor(queries.user_idx)] @ items.T

@@ -120,8 +120,8 @@ class LightSANsModule(SequentialEncoder):
         keep = is_real.unsqueeze(-1).float()
         x = self.dropout(self.input_norm(self.items(history))) * keep
         # Position t sees the real items at positions <= t; padding rows see only themselves (no empty softmax).
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        visible = (causal & is_real.unsqueeze(1)) | torch.eye(width, dtype=torch.bool)
+        causal = torch.ones(width, width, dtype=torch.bool, device=history.device).tril()
+        visible = (causal & is_real.unsqueeze(1)) | torch.eye(width, dtype=torch.bool, device=history.device)
         position = self.position(self.positions(width))
         for block in self.blocks:
             x = block(x, position, visible) * keep

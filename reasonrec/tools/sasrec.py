@@ -51,8 +51,8 @@ class SASRecModule(SequentialEncoder):
         x = self.dropout(x) * keep
         # A position sees itself and the earlier real items; padding rows see only themselves (no empty
         # softmax), and padding is never seen by a real position.
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        allowed = (causal & is_real.unsqueeze(1)) | torch.eye(width, dtype=torch.bool)
+        causal = torch.ones(width, width, dtype=torch.bool, device=history.device).tril()
+        allowed = (causal & is_real.unsqueeze(1)) | torch.eye(width, dtype=torch.bool, device=history.device)
         blocked = (~allowed).repeat_interleave(self.n_heads, dim=0)                # [B*heads, W, W]
         for block in self.blocks:
             x = block(x, src_mask=blocked) * keep

@@ -156,7 +156,7 @@ class SequentialEncoder(torch.nn.Module):
 
     def positions(self, width: int) -> torch.Tensor:
         """Absolute positions of the last `width` slots of a max_len window (the newest item is max_len-1)."""
-        return torch.arange(self.max_len - width, self.max_len)
+        return torch.arange(self.max_len - width, self.max_len, device=self.items.ids.weight.device)
 
 
 class SequentialTool(Tool):
@@ -179,9 +179,9 @@ class SequentialTool(Tool):
 
         Users are encoded in groups of similar history length, each trimmed to its longest history; the
         encoders ignore padding, so this changes the cost, not the result."""
-        history = history_tensor(queries, self.n_items)[:, -self.cfg.max_len:]
+        history = history_tensor(queries, self.n_items, self.device)[:, -self.cfg.max_len:]
         order = torch.argsort((history != self.n_items).sum(dim=1), stable=True)
-        out = torch.empty(len(history), self.cfg.embedding_dim)
+        out = torch.empty(len(history), self.cfg.embedding_dim, device=self.device)
         for group in order.split(group_size):
             out[group] = self.module(trim_left_padding(history[group], self.n_items))[:, -1]
         return out

@@ -29,5 +29,9 @@ class TrainToolsConfig(StrictModel):
         "(benchmarks that measure cost, not quality). CTR tools report AUC/LogLoss unless none."))
     seed: int = Field(0, description="Seed every tool trains with.")
     cpus_per_tool: float = Field(1.0, gt=0, description="CPUs each training task reserves (and torch threads it uses).")
+    gpus_per_tool: float | Literal["auto"] = Field("auto", description=(
+        "GPUs each training task reserves; a task that gets one trains and evaluates on cuda. 'auto' = none on a "
+        "cluster without GPUs, else the cluster's GPUs shared by the tools (GPUs / tools, at most 1), so every "
+        "tool trains at once; 0 keeps every tool on the CPU."))
     ray_address: str | None = Field(None, description=(
         "Ray cluster to join; null = the cluster of `ray job submit`, or a new local one."))

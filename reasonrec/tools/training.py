@@ -63,6 +63,7 @@ def fit_tool(tool: "Tool", data: ToolData) -> list[dict[str, Any]]:
         tool.module.train()
         losses = []
         for batch in tool.training_batches(data, rng):
+            batch = {key: value.to(tool.device, non_blocking=True) for key, value in batch.items()}
             loss = tool.loss(batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{tool.name}: non-finite loss {loss.item()} at epoch {epoch}")

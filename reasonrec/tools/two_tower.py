@@ -106,7 +106,7 @@ class TwoTower(Tool):
         logits = logits - torch.log(sampling)
         # A column holding the row's own positive item (its own, or a duplicate elsewhere) is not a negative.
         same_item = items.unsqueeze(0) == batch["pos"].unsqueeze(1)
-        own = torch.arange(n_pos)
+        own = torch.arange(n_pos, device=logits.device)
         same_item[own, own] = False
         logits = logits.masked_fill(same_item, float("-inf"))
         return F.cross_entropy(logits, own)
@@ -115,8 +115,8 @@ class TwoTower(Tool):
 
     def _user_vectors(self, queries: Queries) -> torch.Tensor:
         """Unit user vectors scaled by 1/temperature, so <user, item> is the trained logit."""
-        return self.module.user_vectors(torch.from_numpy(queries.user_idx),
-                                        history_tensor(queries, self.n_items)) / self.cfg.temperature
+        return self.module.user_vectors(self.tensor(queries.user_idx),
+                                        history_tensor(queries, self.n_items, self.device)) / self.cfg.temperature
 
     def score_candidates(self, queries: Queries, candidates: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nd,ncd->nc", self._user_vectors(queries), self.module.item_vectors(candidates))
@@ -131,11 +131,11 @@ class TwoTower(Tool):
         out = np.empty((len(queries), self.cfg.embedding_dim), dtype=np.float32)
         step = self.cfg.score_batch_size
         for start in range(0, len(queries), step):
-            out[start:start + step] = self._user_vectors(queries.take(slice(start, start + step))).numpy()
+            out[start:start + step] = self._user_vectors(queries.take(slice(start, start + step))).cpu().numpy()
         return out
 
     @torch.no_grad()
     def item_vectors(self) -> np.ndarray:
         """[n_items, d] float32 item-tower vectors (row = item_idx), for `retrieval.build_index`."""
         self.module.eval()
-        return self.module.item_vectors().numpy().astype(np.float32)
+        return self.module.item_vectors().cpu().numpy().astype(np.float32)
