@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,31 @@ def test_missing_policy_exits_with_the_reason(job, world, tmp_path):
 def test_help_config(job):
     result = job("evaluate.py", "--help-config")
     assert "tool_selection:" in result.stdout and "recommend.router.tau_high:" in result.stdout
+
+
+def test_time_shift_falls_back_to_the_router_config_when_its_vlm_has_no_policy(world, explain_vlm_dir, tmp_path):
+    """A calibrated main run (a hand-set policy.json for the main VLM's version) beside a time-shift VLM without
+    one: the entry runs with the router config and its policy source says why, the main run keeps its policy
+    (setup only: no scoring, so this stays cheap)."""
+    from reasonrec.router.config import Policy
+
+    spec = importlib.util.spec_from_file_location("job_evaluate", REPO_ROOT / "jobs" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main_vlm = tmp_path / "main-vlm"
+    shutil.copytree(world.vlm_dir, main_vlm)
+    (main_vlm / "policy.json").unlink(missing_ok=True)
+    assert not (Path(explain_vlm_dir) / "policy.json").exists()
+    entry = f"{{name: shifted, split: loo, vlm_dir: {explain_vlm_dir}, tools_dir: {world.tools_dir}}}"
+    cfg = module.parse([f"recommend.dataset={world.dataset}", f"recommend.vlm_dir={main_vlm}", "recommend.device=cpu",
+                        "recommend.policy=calibrated", f"out={tmp_path / 'report'}", f"time_shift=[{entry}]"])
+    version = model_version(cfg.recommend)
+    Policy(model_version=version, tau_low=0.45, tau_tool=0.2).save(str(main_vlm))
+
+    recipe = module.EvaluateRecipe(cfg, "test")
+    recipe.setup()
+    assert recipe.policy is not None and recipe.router.tau_low == 0.45          # the main run is calibrated
+    [shifted] = recipe.time_shift
+    assert shifted["router"] == cfg.recommend.router                            # the entry: the router config
+    assert shifted["policy_source"].startswith("the router config (")
+    assert f"{explain_vlm_dir}/policy.json: no policy" in shifted["policy_source"]
