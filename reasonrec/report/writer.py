@@ -13,9 +13,11 @@ from reasonrec.io import join, open_fs
 from reasonrec.report.time_shift import cutoff_text
 
 NOT_YET = {
-    "Explanation generation (BLEU-4, ROUGE-L)": "needs the explanation task's evaluation (template/retrieval "
-    "baseline and VLM generations on All-Beauty reviews and the synthetic set); not built yet.",
-    "Time shift (temporal cut-off)": "needs a temporal split with its own tools and VLM; not built yet.",
+    "Explanation generation (BLEU-4, ROUGE-L)": "not configured for this report (`explanation: []`): it needs a data "
+    "set with review text and a VLM trained on the explanation task (configs/evaluate/ml-latest-small.yaml scores "
+    "All-Beauty and the synthetic set).",
+    "Time shift (temporal cut-off)": "not configured for this report (`time_shift: []`): it needs a temporal split "
+    "with its own tools and VLM (configs/evaluate/ml-latest-small.yaml has one; P5 data has no timestamps).",
     "Multi-domain (Beauty + Sports merged)": "needs the merged dataset's tools and VLM; not built yet.",
 }
 

@@ -1,0 +1,180 @@
+"""The evaluation report end to end on real data: `make report-quick` — prepare_data -> train_tools -> train_vlm
+-> calibrate -> evaluate --quick with the tiny presets configs/*/<dataset>-quick.yaml — on seeded 80-user slices
+of ml-latest-small with its posters, Amazon Beauty and Amazon Sports (P5), read from ../shared/data.
+
+The test runs the Makefile target itself, so the documented commands are the ones CI checks. The three data
+sets run at the same time and every Ray job joins one local cluster started here (RAY_ADDRESS): on 2 cores
+these jobs are mostly start-up (imports, Ray workers), and a fresh local cluster per job costs about 20 CPU
+seconds more per data set. Each test then reads what its data set's run left behind: the slice, the tools,
+the VLM run and its policy, and the report (sections, finite numbers in range, provenance, real PNGs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+DATASETS = ["ml-latest-small", "beauty", "sports"]
+USERS, QUICK_USERS, VLM_STEPS = 80, 24, 4   # what the -quick configs say (checked below against the outputs)
+JOBS = ["prepare_data.py", "train_tools.py", "train_vlm.py", "calibrate.py", "evaluate.py"]
+PNGS = ["reliability.png", "cold_start.png", "a9.png"]
+SECTIONS = ["## Sequential recommendation (HR@5, NDCG@5)", "## CTR (AUC, LogLoss)", "## Cold start (EH groups)",
+            "### Table A9: routing vs always-on", "### Table A6: tool ensemble only", "### Table A7: tool selection",
+            "### Table 4: conflict analysis", "## Confidence calibration", "## Not in this report yet"]
+# Keys whose numbers are ranking/CTR metrics, accuracies, confidences, shares or thresholds: within [0, 1].
+UNIT_KEY = re.compile(r"(HR|NDCG)@\d|^AUC$|^ECE$|accuracy|confidence$|^delegated$|^consulted$|_rate$|^tau_")
+
+
+def missing_sources(dataset: str) -> list[str]:
+    """The source folders configs/prepare/<dataset>-quick.yaml reads (relative to the repo) that are absent."""
+    source = yaml.safe_load((REPO_ROOT / "configs" / "prepare" / f"{dataset}-quick.yaml").read_text())["source"]
+    paths = [source[key] for key in ("path", "images") if source.get(key)]
+    return [path for path in paths if not (REPO_ROOT / path).exists()]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory) -> dict[str, dict]:
+    """`make report-quick` for every data set whose sources are present, all at once on one local Ray cluster."""
+    present = [d for d in DATASETS if not missing_sources(d)]
+    if not present:
+        return {}
+    import ray
+
+    root = tmp_path_factory.mktemp("quick")
+    auth = os.environ.get("RAY_AUTH_MODE")
+    # 4 logical CPUs on 2 cores: three VLM workers (0.5 CPU each) still leave room for their Ray Data ingest.
+    # A new local cluster turns on token auth (RAY_AUTH_MODE=token in os.environ, the token in ~/.ray): the
+    # jobs inherit both and join with it.
+    context = ray.init(num_cpus=4, include_dashboard=False)
+    env = {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"], "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONUNBUFFERED": "1"}
+    runs, started = {}, time.perf_counter()
+    try:
+        for dataset in present:
+            log = root / f"{dataset}.log"
+            # -o: never (re)build the venv from here; PY: the interpreter running the tests.
+            command = ["make", "--no-print-directory", "-o", ".venv/.installed", "report-quick", f"DATASET={dataset}",
+                       f"QUICK={root}", f"PY={sys.executable}"]
+            with log.open("w") as out:
+                runs[dataset] = {"process": subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out,
+                                                             stderr=subprocess.STDOUT, start_new_session=True),
+                                 "log": log, "root": root}
+        for dataset, run in runs.items():
+            try:
+                run["returncode"] = run["process"].wait(timeout=max(1.0, 900 - (time.perf_counter() - started)))
+            except subprocess.TimeoutExpired:
+                run["returncode"] = "timed out after 900 s"
+    finally:
+        for run in runs.values():   # make and the jobs it started: one process group per data set
+            if run["process"].poll() is None:
+                os.killpg(run["process"].pid, signal.SIGKILL)
+                run["process"].wait()
+        ray.shutdown()
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
+    return runs
+
+
+def numbers(tree, path: str = ""):
+    """(path, key, value) of every int/float leaf of a JSON tree."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if isinstance(value, (dict, list)):
+                yield from numbers(value, f"{path}.{key}")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield f"{path}.{key}", str(key), value
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield f"{path}[{i}]", "", value
+            else:
+                yield from numbers(value, f"{path}[{i}]")
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_report_quick_end_to_end_on_real_data(dataset, quick_runs):
+    absent = missing_sources(dataset)
+    if absent:
+        pytest.skip(f"configs/prepare/{dataset}-quick.yaml reads {', '.join(absent)}, which is absent")
+    run = quick_runs[dataset]
+    log = run["log"].read_text()
+    assert run["returncode"] == 0, f"make report-quick DATASET={dataset}: {run['returncode']}\n{log[-6000:]}"
+    # The five jobs ran in order, each from its -quick preset.
+    positions = [log.find(f"jobs/{job} --config configs/") for job in JOBS]
+    assert -1 not in positions and positions == sorted(positions), positions
+    root = Path(run["root"])
+    data, tools, vlm, out = (root / kind / dataset for kind in ("datasets", "tools", "vlm", "reports"))
+
+    # The slice: a seeded 80-user subset of the real source (ml-latest-small with its posters).
+    prepared = json.loads((data / "prepare_report.json").read_text())
+    assert prepared["subsample"]["users_kept"] == USERS and prepared["manifest"]["name"] == dataset
+    if dataset == "ml-latest-small":
+        assert prepared["manifest"]["n_items_with_image"] > 3000
+    # Three tools for one epoch; a 4-step VLM on one Ray Train worker; its calibrated policy.
+    tool_rows = {row["spec"]: row for row in json.loads((tools / "metrics.json").read_text())["rows"] if "spec" in row}
+    assert set(tool_rows) == {"sasrec", "bpr_mf", "dlrm"} and all(r["epochs"] == 1 for r in tool_rows.values())
+    settings = json.loads((vlm / "run.json").read_text())["settings"]
+    assert (settings["num_workers"], settings["max_steps"], settings["model"]["preset"]) == (1, VLM_STEPS, "tiny")
+    train = json.loads((vlm / "metrics.json").read_text())["train"]
+    assert train["step"] == VLM_STEPS and math.isfinite(train["loss"])
+    policy = json.loads((vlm / "policy.json").read_text())
+
+    # The report: its files, sections and provenance.
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.json", *PNGS}
+    report, md = json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+    h = report["header"]
+    assert (h["dataset_name"], h["seed"], h["quick"], h["users"], h["users_total"]) == (dataset, 0, True,
+                                                                                       QUICK_USERS, USERS)
+    assert h["model_version"].startswith(f"{dataset}@") and h["model_version"] == policy["model_version"]
+    assert h["policy_source"] == f"policy.json ({h['model_version']})"
+    assert h["command"].startswith(f"python jobs/evaluate.py --config configs/evaluate/{dataset}-quick.yaml")
+    assert h["command"].endswith("--quick")
+    machine = h["machine"]
+    assert machine["cpus"] >= 1 and machine["platform"] and machine["torch"] and machine["device"]
+    assert md.startswith(f"# ReasonRec evaluation report: {dataset}\n")
+    for text in ("(seed 0, quick mode)", f"Model {h['model_version']}", f"Machine: {machine['platform']}",
+                 f"torch {machine['torch']}", *SECTIONS):
+        assert text in md, text
+    assert "Not computed in this run" in md    # the ablations: the quick run trains no ablation VLMs
+
+    # Every number is finite; shares, rates and metrics lie in [0, 1]; route shares sum to 1.
+    found = list(numbers(report))
+    assert len(found) > 100
+    for where, key, value in found:
+        assert math.isfinite(value), where
+        if UNIT_KEY.search(key) or ".route_shares." in where:
+            assert 0.0 <= value <= 1.0, (where, value)
+    main = {row["model"]: row for row in report["main"]}
+    assert {"sasrec", "bpr_mf", "most_popular", "majority_vote", "VLM-only", "VLM+tools always",
+            "ReasonRec (routed)"} <= set(main)
+    assert all(row["users"] == QUICK_USERS for row in main.values())
+    assert sum(main["ReasonRec (routed)"]["route_shares"].values()) == pytest.approx(1.0)
+    ctr = {row["model"]: row for row in report["ctr"]}
+    assert ctr["dlrm"]["rows"] > 0 and 0.0 < ctr["dlrm"]["LogLoss"] < 10
+    assert sum(group["users"] for group in report["cold_start"]["aggregates"]) == QUICK_USERS
+    assert [row["selection"] for row in report["a7"]] == ["learned", "random", "oracle"]
+    assert report["conflict"]["rows"] == QUICK_USERS
+    assert all(row["seconds_per_user"] >= 0 for row in report["a9"])
+
+    # The plots are real PNG images.
+    from PIL import Image
+
+    for name in PNGS:
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and min(image.size) > 100, name
+            image.load()   # decodes every pixel: a truncated file fails here
