@@ -6,7 +6,14 @@ The test runs the Makefile target itself, so the documented commands are the one
 sets run at the same time and every Ray job joins one local cluster started here (RAY_ADDRESS): on 2 cores
 these jobs are mostly start-up (imports, Ray workers), and a fresh local cluster per job costs about 20 CPU
 seconds more per data set. Each test then reads what its data set's run left behind: the slice, the tools,
-the VLM run and its policy, and the report (sections, finite numbers in range, provenance, real PNGs)."""
+the VLM run and its policy, and the report (sections, finite numbers in range, provenance, real PNGs).
+
+Known hazard (Ray 2.60, upstream: ray-project/ray#65447 review, "is_actor_alive treats a missing State API result
+as dead"): Ray Train's PlacementGroupCleaner asks the State API of the machine's *newest* Ray cluster whether
+the train controller is alive. If another process starts a Ray cluster on the same machine while a train_vlm
+job runs here, the answer is "not found", the cleaner removes the live run's placement group and the job fails
+with "Destroying worker since its placement group was removed". CI runs nothing beside the suite; on a shared
+dev machine, run this file while no other Ray cluster starts."""
 
 from __future__ import annotations
 
