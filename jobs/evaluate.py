@@ -12,7 +12,8 @@ job runs, and every VLM table reads that one pass: ReasonRec's answer is each us
 the (calibrated) policy picks. The tools, most-popular and the majority vote are scored on the same users,
 and so is each ablation VLM (config `ablations`: VLM-only and VLM+tools always, with the main run's tools).
 Each `time_shift` entry runs the same code on another split (a temporal cut-off) with its own VLM and tools,
-and its table sits beside the main table's numbers.
+and its table sits beside the main table's numbers. On a merged data set each `multi_domain` entry scores one
+domain's own test lists with the system trained on that domain alone and with the report's merged system.
 No Ray: the job runs where it is launched; the VLM uses the GPU if there is one (recommend.device).
 """
 
@@ -29,7 +30,8 @@ from pathlib import Path
 
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join
-from reasonrec.report.config import EvaluateConfig, TimeShift
+from reasonrec.report.config import EvaluateConfig, MultiDomain, TimeShift
+from reasonrec.report.multi_domain import DomainMismatch
 from reasonrec.report.time_shift import SplitMismatch
 from reasonrec.report.writer import NOT_YET, markdown, plots, save
 
@@ -97,6 +99,7 @@ class EvaluateRecipe:
         self.tools = load_tools(self.bundle.tools_dir, cfg.tools, self._tmp.name)
         self.ablations = {a.name: self._ablation_bundle(a.name, a.vlm_dir) for a in cfg.ablations}
         self.time_shift = [self._time_shift_setup(entry) for entry in cfg.time_shift]
+        self.multi_domain = [self._multi_domain_setup(entry) for entry in cfg.multi_domain]
         print(f"[evaluate] {self.version}: {len(self.requests)} of {len(self.data.test_candidates)} test users, "
               f"tools {list(self.tools.tools)}", flush=True)
         self._stage("setup", t)
@@ -119,11 +122,10 @@ class EvaluateRecipe:
         """The entry's split checked against its VLM and tools (SplitMismatch before any scoring), its Bundle,
         router (the VLM's own policy.json when the main run is calibrated and it has one for its version, else
         the router config, and the table says which), ToolData, requests and tools."""
-        from reasonrec.recommend.bundle import Bundle, model_version, resolve_router, vlm_settings
+        from reasonrec.recommend.bundle import vlm_settings
         from reasonrec.recommend.calibration import part_requests
         from reasonrec.report.ranking import load_tools
         from reasonrec.report.time_shift import check_split, split_summary
-        from reasonrec.router.config import PolicyVersionError
         from reasonrec.tools.data import ToolData
 
         cfg = self.cfg
@@ -138,17 +140,44 @@ class EvaluateRecipe:
         summary = split_summary(cfg.recommend.dataset, entry.split)
         summary["file"] = _shown(summary["file"])
         recommend = cfg.recommend.model_copy(update={"vlm_dir": entry.vlm_dir, "tools_dir": tools_dir})
-        version = model_version(recommend)
-        try:   # the main run's rule (resolve_router); a VLM without its policy falls back, and the table says so
-            router, policy = resolve_router(recommend, version)
-            source = f"policy.json ({policy.model_version})" if policy else "the router config (policy=config)"
-        except (FileNotFoundError, PolicyVersionError) as err:
-            router, source = recommend.router, f"the router config ({err})"
+        bundle, router, source = _routed_bundle(recommend)
         data = ToolData.load(cfg.recommend.dataset, entry.split, entry.negatives, cfg.ctr_split, cfg.ctr_ratio)
         rows = cfg.quick_users if cfg.quick else (entry.max_rows or cfg.max_users)
-        return {"entry": entry, "bundle": Bundle(recommend, router, version), "router": router, "policy_source": source,
+        return {"entry": entry, "bundle": bundle, "router": router, "policy_source": source,
                 "data": data, "requests": part_requests(data, "test", rows, cfg.seed),
                 "tools": tools, "summary": summary}
+
+    def _multi_domain_setup(self, entry: MultiDomain) -> dict:
+        """The domain's own system (its dataset, VLM, tools and router: resolve_router's rule with the time-shift
+        fallback) and its seeded test lists, once as they are and once in the merged id space (DomainMismatch
+        before any scoring when the report's dataset was not merged from this one)."""
+        from reasonrec.recommend.bundle import vlm_settings
+        from reasonrec.recommend.calibration import part_requests, split_eh
+        from reasonrec.report.multi_domain import domains_of, to_merged
+        from reasonrec.report.ranking import load_tools
+        from reasonrec.tools.data import ToolData
+
+        cfg = self.cfg
+        domains = domains_of(self.data.dataset)
+        if entry.name not in domains:
+            raise DomainMismatch(f"multi-domain {entry.name!r}: {cfg.recommend.dataset} was merged from "
+                                 f"{domains or 'no domains (not a merged data set)'} (manifest.json `domains`)")
+        tools_dir = entry.tools_dir or vlm_settings(entry.vlm_dir).get("tools_dir")
+        if tools_dir is None:
+            raise FileNotFoundError(f"multi-domain {entry.name!r}: no tools_dir set and {entry.vlm_dir}/run.json "
+                                    "names none")
+        tools = load_tools(tools_dir, None, self._tmp.name)
+        recommend = cfg.recommend.model_copy(update={"dataset": entry.dataset, "vlm_dir": entry.vlm_dir,
+                                                     "tools_dir": tools_dir, "consult_pool": None})
+        bundle, router, source = _routed_bundle(recommend)
+        data = ToolData.load(entry.dataset, cfg.split, entry.negatives, cfg.ctr_split, cfg.ctr_ratio)
+        rows = cfg.quick_users if cfg.quick else (entry.max_rows or cfg.max_users)
+        requests = part_requests(data, "test", rows, cfg.seed)
+        if not hasattr(self, "_merged_eh"):
+            self._merged_eh = split_eh(self.data)
+        return {"entry": entry, "bundle": bundle, "router": router, "policy_source": source, "data": data,
+                "tools": tools, "requests": requests,
+                "merged_requests": to_merged(requests, data, self.data, self._merged_eh, entry.name)}
 
     # ------------------------------------------------------------------ run
 
@@ -187,6 +216,8 @@ class EvaluateRecipe:
         ablations = self._ablations(outcomes)
         explanation = self._explanation()
         time_shift = self._time_shift(baselines + vlm_rows)
+        multi_domain = self._multi_domain()
+        by_domain = self._by_domain(outcomes.user_idx, hits)
         return {"main": baselines + vlm_rows, "ablations": ablations, "a6": a6_rows(baselines, outcomes, vlm_rows[-1]),
                 "ctr": ctr, "cold_start": cold_start_rows(outcomes.eh, hits, route),
                 "a9": a9_rows(outcomes, thresholds), "a7": a7_rows(outcomes, self.router),
@@ -194,8 +225,10 @@ class EvaluateRecipe:
                 "calibration": self._calibration(outcomes, routed.rank, route),
                 "calibration_hit": cfg.calibration_hit, "calibration_bins": cfg.calibration_bins,
                 "explanation": explanation, "time_shift": time_shift,
+                "multi_domain": multi_domain, "by_domain": by_domain,
                 "not_yet": {k: v for k, v in NOT_YET.items() if not (explanation and k.startswith("Explanation"))
-                            and not (time_shift and k.startswith("Time shift"))},
+                            and not (time_shift and k.startswith("Time shift"))
+                            and not (multi_domain and k.startswith("Multi-domain"))},
                 "vlm_failures": outcomes.vlm_failures}
 
     def _ablations(self, main) -> list[dict]:
@@ -264,6 +297,45 @@ class EvaluateRecipe:
             self._stage(f"time shift {entry.name}", t)
         return tables
 
+    def _multi_domain(self) -> list[dict]:
+        """Per domain: its single-domain system and the merged system (baseline_rows + the one-pass VLM rows) on
+        the same test lists, side by side, with how each side's tools were trained."""
+        from reasonrec.report.multi_domain import compare_rows, training_notes
+        from reasonrec.report.outcomes import collect
+        from reasonrec.report.ranking import baseline_rows
+
+        tables = []
+        for md in self.multi_domain:
+            entry, t = md["entry"], time.perf_counter()
+            sides = {}
+            for side, bundle, router, tools, data, requests in (
+                    ("single", md["bundle"], md["router"], md["tools"], md["data"], md["requests"]),
+                    ("merged", self.bundle, self.router, self.tools, self.data, md["merged_requests"])):
+                rows = baseline_rows(tools, data, requests, full=False)
+                outcomes = collect(bundle, requests, self.cfg.batch_size, (), lambda done, total, n=entry.name, s=side:
+                                   print(f"[evaluate] multi-domain {n!r}, {s} system: {done}/{total} users", flush=True))
+                sides[side] = (rows + _vlm_rows(outcomes, router)[0], outcomes.vlm_failures,
+                               training_notes(bundle.tools_dir, list(tools.tools)))
+            lists = join(entry.dataset, "splits", self.cfg.split, "candidates", f"neg{entry.negatives}", "test.parquet")
+            tables.append({"name": entry.name, "dataset": _shown(entry.dataset), "vlm_dir": _shown(entry.vlm_dir),
+                           "tools_dir": _shown(md["bundle"].tools_dir), "model_version": md["bundle"].version,
+                           "policy_source": md["policy_source"], "negatives": entry.negatives,
+                           "users_scored": len(md["requests"]), "users_total": len(md["data"].test_candidates),
+                           "files": [_shown(lists), _shown(join(entry.vlm_dir, "run.json"))],
+                           "vlm_failures": {s: v[1] for s, v in sides.items()},
+                           "rows": compare_rows(sides["single"][0], sides["merged"][0],
+                                                {s: v[2] for s, v in sides.items()})})
+            self._stage(f"multi-domain {entry.name}", t)
+        return tables
+
+    def _by_domain(self, user_idx, hits: dict) -> list[dict]:
+        """The main table's hit@5 split by the users' domain, when the report's dataset is a merge ([] if not)."""
+        from reasonrec.report.multi_domain import by_domain_rows, domain_of_users, domains_of
+
+        if not domains_of(self.data.dataset):
+            return []
+        return by_domain_rows(domain_of_users(self.data.dataset, user_idx), hits)
+
     def _calibration(self, outcomes, routed_rank, route) -> list[dict]:
         """Forced routes over every user, then the routed answer's users on each route (PartOutcomes, arrays)."""
         from reasonrec.report.calibration import calibration_row
@@ -324,6 +396,21 @@ class EvaluateRecipe:
         self._tmp.cleanup()
 
 
+def _routed_bundle(recommend):
+    """(Bundle, router, where its thresholds came from) for another system of the report: the main run's rule
+    (resolve_router); a VLM without its policy falls back to the router config, and the table says so."""
+    from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
+    from reasonrec.router.config import PolicyVersionError
+
+    version = model_version(recommend)
+    try:
+        router, policy = resolve_router(recommend, version)
+        source = f"policy.json ({policy.model_version})" if policy else "the router config (policy=config)"
+    except (FileNotFoundError, PolicyVersionError) as err:
+        router, source = recommend.router, f"the router config ({err})"
+    return Bundle(recommend, router, version), router, source
+
+
 def _vlm_rows(outcomes, router) -> tuple[list[dict], object, object]:
     """(VLM-only, VLM+tools always and ReasonRec rows, the routed Outcome, the route per row) of one pass."""
     from reasonrec.report.ranking import metrics
@@ -344,7 +431,8 @@ def recipe_main(argv: list[str] | None = None) -> dict:
     recipe = EvaluateRecipe(cfg, command)
     try:
         recipe.setup()
-    except (FileNotFoundError, SplitMismatch) as err:  # no policy.json, a missing tool, a model of another split
+    except (FileNotFoundError, SplitMismatch, DomainMismatch) as err:  # no policy.json, a missing tool, a model of
+        # another split, a domain the merged dataset was not built from
         print(f"evaluate: {err}", file=sys.stderr)
         sys.exit(1)
     report = recipe.save(recipe.run())

@@ -56,6 +56,24 @@ class TimeShift(StrictModel):
         "user); null = as the main table (max_users; quick mode always uses quick_users)."))
 
 
+class MultiDomain(StrictModel):
+    """One domain of the multi-domain table: the system trained on that domain alone, beside the report's system
+    (trained on the merged data set) on the domain's own fixed test lists (reasonrec/report/multi_domain.py)."""
+
+    name: str = Field(description=(
+        "Domain name as in the merged data set's manifest `domains` (its ids are '<name>:<id>'), e.g. 'beauty'."))
+    dataset: str = Field(description="The domain's own prepared dataset, the one the merge read (local or s3://).")
+    vlm_dir: str = Field(description=(
+        "jobs/train_vlm.py run trained on that dataset alone (its policy.json for its version, if any, routes)."))
+    tools_dir: str | None = Field(None, description=(
+        "Tools trained on that dataset (every ranking tool there is a row); null = the tools_dir the VLM was "
+        "trained with."))
+    negatives: int = Field(99, ge=1, description="Which fixed lists of the domain's split: 99 -> the 1+99 lists.")
+    max_rows: int | None = Field(None, ge=1, description=(
+        "Seeded subset of this many of the domain's test users; null = as the main table (max_users; quick mode "
+        "always uses quick_users)."))
+
+
 class EvaluateConfig(StrictModel):
     """jobs/evaluate.py: the evaluation report (report.md, report.json, PNG plots) on a split's test part."""
 
@@ -91,6 +109,9 @@ class EvaluateConfig(StrictModel):
     time_shift: list[TimeShift] = Field(default_factory=list, description=(
         "Time-shift tables: most-popular, the entry's ranking tools, majority vote, VLM-only, VLM+tools always and "
         "ReasonRec on another split's test rows, beside the main table's numbers; [] = skip the section."))
+    multi_domain: list[MultiDomain] = Field(default_factory=list, description=(
+        "Multi-domain tables (recommend.dataset must be a merge, configs/prepare/beauty-sports.yaml): per domain, "
+        "its single-domain system and the report's merged system on the domain's own test lists; [] = skip."))
     batch_size: int = Field(64, ge=1, description="Rows per scoring batch (tools once, the VLM once per route).")
     out: str = Field("report", description="Folder for report.md, report.json and the PNGs (local or s3://).")
 
@@ -104,6 +125,9 @@ class EvaluateConfig(StrictModel):
         names = [t.name for t in self.time_shift]
         if len(set(names)) != len(names):
             raise ValueError(f"time_shift: names must differ, got {names}")
+        names = [m.name for m in self.multi_domain]
+        if len(set(names)) != len(names):
+            raise ValueError(f"multi_domain: names must differ, got {names}")
         return self
 
     @property

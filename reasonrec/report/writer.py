@@ -18,7 +18,8 @@ NOT_YET = {
     "All-Beauty and the synthetic set).",
     "Time shift (temporal cut-off)": "not configured for this report (`time_shift: []`): it needs a temporal split "
     "with its own tools and VLM (configs/evaluate/ml-latest-small.yaml has one; P5 data has no timestamps).",
-    "Multi-domain (Beauty + Sports merged)": "needs the merged dataset's tools and VLM; not built yet.",
+    "Multi-domain (Beauty + Sports merged)": "not configured for this report (`multi_domain: []`): it needs a "
+    "merged data set with its own tools and VLM, and each domain's own system (configs/evaluate/beauty-sports.yaml).",
 }
 
 
@@ -102,6 +103,42 @@ def time_shift_section(tables: list[dict], h: dict) -> list[str]:
     return out
 
 
+def multi_domain_section(tables: list[dict], by_domain: list[dict], h: dict) -> list[str]:
+    """The main table split by domain, then one table per domain (reasonrec/report/multi_domain.py); nothing
+    when the report's dataset is not a merge and no entry is set."""
+    if not tables and not by_domain:
+        return []
+    out = ["", "## Multi-domain (merged training)", ""]
+    if by_domain:
+        out += [f"The main table's users by domain, on the merged data set's own 1+{h['negatives']} lists (negatives "
+                "drawn from the whole merged catalogue, so mostly from the other domain: easier than a "
+                "single-domain list, not comparable with one).", ""]
+        cols = [("domain", "domain"), ("users", "users")]
+        cols += [(k, k.split("/", 1)[1] + " HR@5") for k in by_domain[0] if k.startswith("HR@5/")]
+        out += table(by_domain, cols)
+    for t in tables:
+        single = next((r["single_route_shares"] for r in t["rows"] if "single_route_shares" in r), None)
+        merged = next((r["merged_route_shares"] for r in t["rows"] if "merged_route_shares" in r), None)
+        out += ["", f"### {t['name']}: trained on {t['name']} alone vs on the merge", "",
+                f"{t['users_scored']} of {t['users_total']} {t['name']} test users (seed {h['seed']}"
+                f"{', quick mode' if h['quick'] else ''}) on {t['name']}'s own fixed 1+{t['negatives']} lists "
+                f"(`{t['files'][0]}`), mapped to the merged ids for the merged system: the same users, histories, "
+                f"targets and candidates for both. Single = VLM `{t['vlm_dir']}` ({t['model_version']}) with tools "
+                f"`{t['tools_dir']}`, routed by {t['policy_source']}"
+                + (f" (tool / vlm / vlm+tools: {shares_text(single)})" if single else "")
+                + f"; merged = the report's system (VLM `{h['vlm_dir']}`, tools `{h['tools_dir']}`)"
+                + (f" (tool / vlm / vlm+tools: {shares_text(merged)})" if merged else "")
+                + ". Training = how each side's tool fit ended (tool.json): tools stopped by a time budget are "
+                  "under-trained, and the comparison of that row is not like for like.", ""]
+        out += table(t["rows"], [("model", "model"), ("kind", "kind"), ("single_HR@5", "single HR@5"),
+                                 ("merged_HR@5", "merged HR@5"), ("delta_HR@5", "merged - single"),
+                                 ("single_NDCG@5", "single NDCG@5"), ("merged_NDCG@5", "merged NDCG@5"),
+                                 ("single_training", "single training"), ("merged_training", "merged training")])
+        if any(v for side in t["vlm_failures"].values() for v in side.values()):
+            out += ["", f"VLM failures (rows answered by the best tool instead): {t['vlm_failures']}."]
+    return out
+
+
 def markdown(report: dict) -> str:
     h = report["header"]
     m = h["machine"]
@@ -141,6 +178,7 @@ def markdown(report: dict) -> str:
         out.append("The dataset has no CTR split (prepare it with the random split and CTR negatives).")
     out += explanation_section(report.get("explanation", []))
     out += time_shift_section(report.get("time_shift", []), h)
+    out += multi_domain_section(report.get("multi_domain", []), report.get("by_domain", []), h)
     c = report["cold_start"]
     out += ["", "## Cold start (EH groups)", "",
             f"Test users cut into 10 equal groups by evidence horizon (group 1 = highest EH), aggregated; HR@5 of "

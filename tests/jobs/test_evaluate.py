@@ -170,6 +170,8 @@ def test_quick_mode_and_flags(job, world, tmp_path):
     assert "full_HR@5" not in report["main"][0]
     assert report["ablations"] == [] and "Not computed in this run (ablations: [])" in (out / "report.md").read_text()
     assert report["time_shift"] == [] and "Time shift (temporal cut-off)" in report["not_yet"]
+    assert report["multi_domain"] == [] and report["by_domain"] == []
+    assert "Multi-domain (Beauty + Sports merged)" in report["not_yet"]
 
 
 def test_missing_ablation_run_exits_naming_the_file(job, world, tmp_path):
@@ -191,6 +193,22 @@ def test_time_shift_refuses_models_of_another_split_naming_run_json(world, expla
     assert exited.value.code == 1
     captured = capsys.readouterr()
     assert (f"{explain_vlm_dir}/run.json says the VLM trained on split 'loo', the entry scores split 'temporal'"
+            in captured.err)
+    assert "VLM pass" not in captured.out and not (tmp_path / "report.md").exists()
+
+
+def test_multi_domain_on_a_data_set_that_is_not_a_merge_exits_naming_it(world, tmp_path, capsys):
+    """A multi-domain entry on the world's single-domain data set: refused before anything is scored (the table's
+    end-to-end run on a real merge is tests/jobs/test_evaluate_real.py, the id mapping tests/report/)."""
+    spec = importlib.util.spec_from_file_location("job_evaluate", REPO_ROOT / "jobs" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entry = f"{{name: beauty, dataset: {world.dataset}, vlm_dir: {world.vlm_dir}}}"
+    with pytest.raises(SystemExit) as exited:
+        module.recipe_main([*artifacts(world), f"out={tmp_path}", f"multi_domain=[{entry}]"])
+    assert exited.value.code == 1
+    captured = capsys.readouterr()
+    assert (f"multi-domain 'beauty': {world.dataset} was merged from no domains (not a merged data set)"
             in captured.err)
     assert "VLM pass" not in captured.out and not (tmp_path / "report.md").exists()
 

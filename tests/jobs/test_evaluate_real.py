@@ -1,6 +1,7 @@
 """The evaluation report end to end on real data: `make report-quick` — prepare_data -> train_tools -> train_vlm
 -> calibrate -> evaluate --quick with the tiny presets configs/*/<dataset>-quick.yaml — on seeded 80-user slices
-of ml-latest-small with its posters, Amazon Beauty and Amazon Sports (P5), read from ../shared/data.
+of ml-latest-small with its posters, Amazon Beauty and Amazon Sports (P5), read from ../shared/data, and on the
+Beauty + Sports merge of the two slices (started when both are done: its report compares with their models).
 
 The test runs the Makefile target itself, so the documented commands are the ones CI checks. The three data
 sets run at the same time and every Ray job joins one local cluster started here (RAY_ADDRESS): on 2 cores
@@ -32,7 +33,8 @@ import yaml
 
 from tests.conftest import REPO_ROOT
 
-DATASETS = ["ml-latest-small", "beauty", "sports"]
+DATASETS = ["ml-latest-small", "beauty", "sports", "beauty-sports"]
+MERGES = {"beauty-sports": ("beauty", "sports")}   # a merged set's run reads its domains' quick runs
 USERS, QUICK_USERS, VLM_STEPS = 80, 24, 4   # what the -quick configs say (checked below against the outputs)
 JOBS = ["prepare_data.py", "train_tools.py", "train_vlm.py", "calibrate.py", "evaluate.py"]
 PNGS = ["reliability.png", "cold_start.png", "a9.png"]
@@ -44,7 +46,10 @@ UNIT_KEY = re.compile(r"(HR|NDCG)@\d|^AUC$|^ECE$|accuracy|confidence$|^delegated
 
 
 def missing_sources(dataset: str) -> list[str]:
-    """The source folders configs/prepare/<dataset>-quick.yaml reads (relative to the repo) that are absent."""
+    """The source folders configs/prepare/<dataset>-quick.yaml reads (relative to the repo) that are absent; a
+    merge's are its domains'."""
+    if dataset in MERGES:
+        return [path for domain in MERGES[dataset] for path in missing_sources(domain)]
     source = yaml.safe_load((REPO_ROOT / "configs" / "prepare" / f"{dataset}-quick.yaml").read_text())["source"]
     paths = [source[key] for key in ("path", "images") if source.get(key)]
     return [path for path in paths if not (REPO_ROOT / path).exists()]
@@ -67,21 +72,41 @@ def quick_runs(tmp_path_factory) -> dict[str, dict]:
     env = {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"], "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONUNBUFFERED": "1"}
     runs, started = {}, time.perf_counter()
+
+    def start(dataset: str) -> None:
+        log = root / f"{dataset}.log"
+        # -o: never (re)build the venv from here; PY: the interpreter running the tests.
+        command = ["make", "--no-print-directory", "-o", ".venv/.installed", "report-quick", f"DATASET={dataset}",
+                   f"QUICK={root}", f"PY={sys.executable}"]
+        with log.open("w") as out:
+            runs[dataset] = {"process": subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out,
+                                                         stderr=subprocess.STDOUT, start_new_session=True),
+                             "log": log, "root": root}
+
     try:
+        waiting = [d for d in present if d in MERGES]
         for dataset in present:
-            log = root / f"{dataset}.log"
-            # -o: never (re)build the venv from here; PY: the interpreter running the tests.
-            command = ["make", "--no-print-directory", "-o", ".venv/.installed", "report-quick", f"DATASET={dataset}",
-                       f"QUICK={root}", f"PY={sys.executable}"]
-            with log.open("w") as out:
-                runs[dataset] = {"process": subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out,
-                                                             stderr=subprocess.STDOUT, start_new_session=True),
-                                 "log": log, "root": root}
-        for dataset, run in runs.items():
-            try:
-                run["returncode"] = run["process"].wait(timeout=max(1.0, 900 - (time.perf_counter() - started)))
-            except subprocess.TimeoutExpired:
-                run["returncode"] = "timed out after 900 s"
+            if dataset not in MERGES:
+                start(dataset)
+        while any("returncode" not in run for run in runs.values()) or waiting:
+            for run in runs.values():
+                if "returncode" not in run and run["process"].poll() is not None:
+                    run["returncode"] = run["process"].returncode
+            for merged in list(waiting):     # start a merge once its domains are done (or skip it if one failed)
+                codes = [runs[d].get("returncode") for d in MERGES[merged]]
+                if all(code == 0 for code in codes):
+                    start(merged)
+                    waiting.remove(merged)
+                elif any(code not in (None, 0) for code in codes):
+                    runs[merged] = {"returncode": f"not run: a domain failed ({dict(zip(MERGES[merged], codes))})",
+                                    "log": root / f"{merged}.log", "root": root}
+                    runs[merged]["log"].write_text("")
+                    waiting.remove(merged)
+            if time.perf_counter() - started > 1200:
+                for run in runs.values():
+                    run.setdefault("returncode", "timed out after 1200 s")
+                waiting.clear()
+            time.sleep(1.0)
     finally:
         for run in runs.values():   # make and the jobs it started: one process group per data set
             if run["process"].poll() is None:
@@ -127,14 +152,21 @@ def test_report_quick_end_to_end_on_real_data(dataset, quick_runs):
     root = Path(run["root"])
     data, tools, vlm, out = (root / kind / dataset for kind in ("datasets", "tools", "vlm", "reports"))
 
-    # The slice: a seeded 80-user subset of the real source (ml-latest-small with its posters).
+    # The slice: a seeded 80-user subset of the real source (ml-latest-small with its posters); a merge: its
+    # domains' slices, ids prefixed.
     prepared = json.loads((data / "prepare_report.json").read_text())
-    assert prepared["subsample"]["users_kept"] == USERS and prepared["manifest"]["name"] == dataset
+    users = USERS * len(MERGES.get(dataset, (dataset,)))
+    assert prepared["manifest"]["name"] == dataset and prepared["manifest"]["n_users"] == users
+    if dataset in MERGES:
+        assert prepared["manifest"]["domains"] == list(MERGES[dataset])
+    else:
+        assert prepared["subsample"]["users_kept"] == USERS
     if dataset == "ml-latest-small":
         assert prepared["manifest"]["n_items_with_image"] > 3000
     # Three tools for one epoch; a 4-step VLM on one Ray Train worker; its calibrated policy.
     tool_rows = {row["spec"]: row for row in json.loads((tools / "metrics.json").read_text())["rows"] if "spec" in row}
-    assert set(tool_rows) == {"sasrec", "bpr_mf", "dlrm"} and all(r["epochs"] == 1 for r in tool_rows.values())
+    ctr_tools = set() if dataset in MERGES else {"dlrm"}     # the merge has no CTR rows
+    assert set(tool_rows) == {"sasrec", "bpr_mf", *ctr_tools} and all(r["epochs"] == 1 for r in tool_rows.values())
     settings = json.loads((vlm / "run.json").read_text())["settings"]
     assert (settings["num_workers"], settings["max_steps"], settings["model"]["preset"]) == (1, VLM_STEPS, "tiny")
     train = json.loads((vlm / "metrics.json").read_text())["train"]
@@ -146,11 +178,11 @@ def test_report_quick_end_to_end_on_real_data(dataset, quick_runs):
     report, md = json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
     h = report["header"]
     assert (h["dataset_name"], h["seed"], h["quick"], h["users"], h["users_total"]) == (dataset, 0, True,
-                                                                                       QUICK_USERS, USERS)
+                                                                                       QUICK_USERS, users)
     assert h["model_version"].startswith(f"{dataset}@") and h["model_version"] == policy["model_version"]
     assert h["policy_source"] == f"policy.json ({h['model_version']})"
     assert h["command"].startswith(f"python jobs/evaluate.py --config configs/evaluate/{dataset}-quick.yaml")
-    assert h["command"].endswith("--quick")
+    assert "--quick" in h["command"]
     machine = h["machine"]
     assert machine["cpus"] >= 1 and machine["platform"] and machine["torch"] and machine["device"]
     assert md.startswith(f"# ReasonRec evaluation report: {dataset}\n")
@@ -172,7 +204,12 @@ def test_report_quick_end_to_end_on_real_data(dataset, quick_runs):
     assert all(row["users"] == QUICK_USERS for row in main.values())
     assert sum(main["ReasonRec (routed)"]["route_shares"].values()) == pytest.approx(1.0)
     ctr = {row["model"]: row for row in report["ctr"]}
-    assert ctr["dlrm"]["rows"] > 0 and 0.0 < ctr["dlrm"]["LogLoss"] < 10
+    if ctr_tools:
+        assert ctr["dlrm"]["rows"] > 0 and 0.0 < ctr["dlrm"]["LogLoss"] < 10
+    else:
+        assert ctr == {} and "The dataset has no CTR split" in md
+    if dataset in MERGES:
+        check_multi_domain(report, md, MERGES[dataset], root)
     assert sum(group["users"] for group in report["cold_start"]["aggregates"]) == QUICK_USERS
     assert [row["selection"] for row in report["a7"]] == ["learned", "random", "oracle"]
     assert report["conflict"]["rows"] == QUICK_USERS
@@ -185,3 +222,31 @@ def test_report_quick_end_to_end_on_real_data(dataset, quick_runs):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and min(image.size) > 100, name
             image.load()   # decodes every pixel: a truncated file fails here
+
+
+def check_multi_domain(report: dict, md: str, domains: tuple[str, ...], root: Path) -> None:
+    """The merged report's multi-domain section: the main table by domain, and per domain both systems on the
+    domain's own lists. The single-domain side scores the same seeded users with the same models and policy as
+    that domain's own quick report, so its numbers must equal that report's main table, row for row."""
+    assert "## Multi-domain (merged training)" in md
+    assert "Multi-domain (Beauty + Sports merged)" not in report["not_yet"]
+    by_domain = {row["domain"]: row for row in report["by_domain"]}
+    assert set(by_domain) == {*domains, "all"} and by_domain["all"]["users"] == QUICK_USERS
+    assert sum(by_domain[d]["users"] for d in domains) == QUICK_USERS
+    tables = {t["name"]: t for t in report["multi_domain"]}
+    assert list(tables) == list(domains)
+    for domain, table in tables.items():
+        assert f"### {domain}: trained on {domain} alone vs on the merge" in md
+        assert (table["users_scored"], table["users_total"]) == (QUICK_USERS, USERS)
+        assert table["model_version"].startswith(f"{domain}@")
+        assert table["policy_source"] == f"policy.json ({table['model_version']})"
+        rows = {row["model"]: row for row in table["rows"]}
+        assert {"sasrec", "bpr_mf", "most_popular", "majority_vote", "VLM-only", "VLM+tools always",
+                "ReasonRec (routed)"} <= set(rows)
+        own = {row["model"]: row for row in json.loads((root / "reports" / domain / "report.json").read_text())["main"]}
+        for model, row in rows.items():
+            assert row["single_HR@5"] == pytest.approx(own[model]["HR@5"]), (domain, model)
+            assert row["single_NDCG@5"] == pytest.approx(own[model]["NDCG@5"]), (domain, model)
+            assert row["delta_HR@5"] == pytest.approx(row["merged_HR@5"] - row["single_HR@5"])
+        assert rows["sasrec"]["single_training"].startswith("1 ep, epoch budget")
+        assert rows["sasrec"]["merged_training"].startswith("1 ep, epoch budget")
