@@ -54,7 +54,7 @@ report-quick: venv
 	$(PY) jobs/calibrate.py --config configs/calibrate/$(DATASET)-quick.yaml recommend.dataset=$(Q_DATA) \
 		recommend.vlm_dir=$(Q_VLM)
 	$(PY) jobs/evaluate.py --config configs/evaluate/$(DATASET)-quick.yaml recommend.dataset=$(Q_DATA) \
-		recommend.vlm_dir=$(Q_VLM) out=$(Q_REPORT) --quick $(Q_EVALUATE_FLAGS)
+		recommend.vlm_dir=$(Q_VLM) out=$(Q_REPORT) $(Q_EVALUATE_FLAGS) --quick
 
 clean:
 	rm -rf artifacts .pytest_cache
