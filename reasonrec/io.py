@@ -30,6 +30,17 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def read_json(uri: str) -> dict | None:
+    """A JSON file's content, or None when the file does not exist (local path or s3://)."""
+    import json
+
+    fs, path = open_fs(uri)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
 def fetch_dir(uri: str, tmp: str) -> str:
     """A local folder holding `uri` (downloaded into `tmp` when remote); local paths and HF ids pass through."""
     if "://" not in uri:

@@ -11,13 +11,12 @@ only difference left is what the models were trained on. The merged rows come fr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
 
 from reasonrec.data.schema import Dataset
-from reasonrec.io import join, open_fs
+from reasonrec.io import join, read_json
 from reasonrec.recommend.requests import PAD_ITEM, Requests, gather
 from reasonrec.tools.data import ToolData
 
@@ -78,23 +77,16 @@ def to_merged(requests: Requests, single: ToolData, merged: ToolData, merged_eh:
     return out
 
 
-def _read_json(uri: str) -> dict | None:
-    fs, path = open_fs(uri)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as f:
-        return json.load(f)
-
 
 def training_notes(tools_dir: str, names: Sequence[str]) -> dict[str, str]:
     """How each tool's fit ended, from its tool.json (and the device from tools_dir/metrics.json where it is
     recorded): '17 ep, early stop, cuda' / '2 ep, time budget' / '40 ep, epoch budget'. Tools trained under
     different budgets are not a like-for-like comparison, so the table shows this for both sides."""
-    rows = (_read_json(join(tools_dir, "metrics.json")) or {}).get("rows") or []
+    rows = (read_json(join(tools_dir, "metrics.json")) or {}).get("rows") or []
     device = {r.get("tool"): r.get("device") for r in rows}
     notes = {}
     for name in names:
-        meta = _read_json(join(tools_dir, name, "tool.json")) or {}
+        meta = read_json(join(tools_dir, name, "tool.json")) or {}
         cfg = meta.get("config") or {}
         epochs = [h for h in meta.get("fit_history") or [] if "epoch" in h]
         if not epochs:

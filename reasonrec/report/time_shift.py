@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from reasonrec.io import join, open_fs
+from reasonrec.io import join, read_json
 
 # Rows of the table, by the main table's model names; the ranking tools are added before them.
 FIXED_MODELS = ("most_popular", "majority_vote", "VLM-only", "VLM+tools always", "ReasonRec (routed)")
@@ -24,13 +24,6 @@ class SplitMismatch(ValueError):
     """A VLM or tool of a time-shift entry was trained on another split than the entry scores."""
 
 
-def _read_json(uri: str) -> dict | None:
-    fs, path = open_fs(uri)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as f:
-        return json.load(f)
-
 
 def check_split(split: str, vlm_dir: str, tools_dir: str, tool_names: Sequence[str]) -> None:
     """Refuse artifacts trained on another split: a loo model scored on temporal test rows has trained on
@@ -38,20 +31,20 @@ def check_split(split: str, vlm_dir: str, tools_dir: str, tool_names: Sequence[s
     state `split` (a run that does not cannot be checked); tools_dir/metrics.json and each tool.json are
     checked where they record one (jobs/train_tools.py writes both; a bare Tool.save writes neither)."""
     run = join(vlm_dir, "run.json")
-    settings = (_read_json(run) or {}).get("settings")
+    settings = (read_json(run) or {}).get("settings")
     if settings is None:
         raise FileNotFoundError(f"time shift: {run} not found or without settings (a jobs/train_vlm.py run folder?)")
     if settings.get("split") != split:
         raise SplitMismatch(f"time shift: {run} says the VLM trained on split {settings.get('split')!r}, "
                             f"the entry scores split {split!r}")
     metrics = join(tools_dir, "metrics.json")
-    trained = ((_read_json(metrics) or {}).get("config") or {}).get("split")
+    trained = ((read_json(metrics) or {}).get("config") or {}).get("split")
     if trained is not None and trained != split:
         raise SplitMismatch(f"time shift: {metrics} says the tools trained on split {trained!r}, "
                             f"the entry scores split {split!r}")
     for name in tool_names:
         meta = join(tools_dir, name, "tool.json")
-        trained = (_read_json(meta) or {}).get("split")
+        trained = (read_json(meta) or {}).get("split")
         if trained is not None and trained != split:
             raise SplitMismatch(f"time shift: {meta} says tool {name!r} trained on split {trained!r}, "
                                 f"the entry scores split {split!r}")
@@ -60,7 +53,7 @@ def check_split(split: str, vlm_dir: str, tools_dir: str, tool_names: Sequence[s
 def split_summary(dataset: str, split: str) -> dict:
     """The split's cut-offs and counts as prepare_data wrote them (splits/<split>/split.json)."""
     uri = join(dataset, "splits", split, "split.json")
-    meta = _read_json(uri)
+    meta = read_json(uri)
     if meta is None:
         raise FileNotFoundError(f"time shift: {uri} not found (prepare the split with jobs/prepare_data.py)")
     stats, params = meta.get("stats", {}), meta.get("params", {})

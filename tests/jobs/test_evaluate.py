@@ -181,36 +181,33 @@ def test_missing_ablation_run_exits_naming_the_file(job, world, tmp_path):
     assert not (tmp_path / "report.md").exists()
 
 
-def test_time_shift_refuses_models_of_another_split_naming_run_json(world, explain_vlm_dir, tmp_path, capsys):
-    """The world's loo VLM declared as a temporal entry: refused before anything is scored (recipe_main in-process,
-    as the CLI runs it: a subprocess would add only interpreter start-up to this test)."""
+def refused_before_scoring(world, tmp_path, capsys, flag: str) -> str:
+    """Run evaluate's recipe_main in-process (as the CLI runs it: a subprocess would add only interpreter start-up)
+    with one more flag; it must exit 1 before any scoring and write no report. Returns stderr."""
     spec = importlib.util.spec_from_file_location("job_evaluate", REPO_ROOT / "jobs" / "evaluate.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    entry = f"{{name: shifted, split: temporal, vlm_dir: {explain_vlm_dir}, tools_dir: {world.tools_dir}}}"
     with pytest.raises(SystemExit) as exited:
-        module.recipe_main([*artifacts(world), f"out={tmp_path}", f"time_shift=[{entry}]"])
+        module.recipe_main([*artifacts(world), f"out={tmp_path}", flag])
     assert exited.value.code == 1
     captured = capsys.readouterr()
-    assert (f"{explain_vlm_dir}/run.json says the VLM trained on split 'loo', the entry scores split 'temporal'"
-            in captured.err)
     assert "VLM pass" not in captured.out and not (tmp_path / "report.md").exists()
+    return captured.err
+
+
+def test_time_shift_refuses_models_of_another_split_naming_run_json(world, explain_vlm_dir, tmp_path, capsys):
+    """The world's loo VLM declared as a temporal entry: refused before anything is scored."""
+    entry = f"{{name: shifted, split: temporal, vlm_dir: {explain_vlm_dir}, tools_dir: {world.tools_dir}}}"
+    err = refused_before_scoring(world, tmp_path, capsys, f"time_shift=[{entry}]")
+    assert f"{explain_vlm_dir}/run.json says the VLM trained on split 'loo', the entry scores split 'temporal'" in err
 
 
 def test_multi_domain_on_a_data_set_that_is_not_a_merge_exits_naming_it(world, tmp_path, capsys):
     """A multi-domain entry on the world's single-domain data set: refused before anything is scored (the table's
     end-to-end run on a real merge is tests/jobs/test_evaluate_real.py, the id mapping tests/report/)."""
-    spec = importlib.util.spec_from_file_location("job_evaluate", REPO_ROOT / "jobs" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     entry = f"{{name: beauty, dataset: {world.dataset}, vlm_dir: {world.vlm_dir}}}"
-    with pytest.raises(SystemExit) as exited:
-        module.recipe_main([*artifacts(world), f"out={tmp_path}", f"multi_domain=[{entry}]"])
-    assert exited.value.code == 1
-    captured = capsys.readouterr()
-    assert (f"multi-domain 'beauty': {world.dataset} was merged from no domains (not a merged data set)"
-            in captured.err)
-    assert "VLM pass" not in captured.out and not (tmp_path / "report.md").exists()
+    err = refused_before_scoring(world, tmp_path, capsys, f"multi_domain=[{entry}]")
+    assert f"multi-domain 'beauty': {world.dataset} was merged from no domains (not a merged data set)" in err
 
 
 def test_missing_policy_exits_with_the_reason(job, world, tmp_path):
