@@ -85,7 +85,7 @@ class EvaluateRecipe:
 
     def setup(self) -> None:
         from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
-        from reasonrec.recommend.calibration import part_requests
+        from reasonrec.recommend.calibration import part_requests, split_eh
         from reasonrec.report.ranking import load_tools
         from reasonrec.tools.data import ToolData
 
@@ -99,7 +99,8 @@ class EvaluateRecipe:
         self.tools = load_tools(self.bundle.tools_dir, cfg.tools, self._tmp.name)
         self.ablations = {a.name: self._ablation_bundle(a.name, a.vlm_dir) for a in cfg.ablations}
         self.time_shift = [self._time_shift_setup(entry) for entry in cfg.time_shift]
-        self.multi_domain = [self._multi_domain_setup(entry) for entry in cfg.multi_domain]
+        merged_eh = split_eh(self.data) if cfg.multi_domain else None
+        self.multi_domain = [self._multi_domain_setup(entry, merged_eh) for entry in cfg.multi_domain]
         print(f"[evaluate] {self.version}: {len(self.requests)} of {len(self.data.test_candidates)} test users, "
               f"tools {list(self.tools.tools)}", flush=True)
         self._stage("setup", t)
@@ -147,12 +148,13 @@ class EvaluateRecipe:
                 "data": data, "requests": part_requests(data, "test", rows, cfg.seed),
                 "tools": tools, "summary": summary}
 
-    def _multi_domain_setup(self, entry: MultiDomain) -> dict:
+    def _multi_domain_setup(self, entry: MultiDomain, merged_eh) -> dict:
         """The domain's own system (its dataset, VLM, tools and router: resolve_router's rule with the time-shift
-        fallback) and its seeded test lists, once as they are and once in the merged id space (DomainMismatch
-        before any scoring when the report's dataset was not merged from this one)."""
+        fallback) and its seeded test lists, once as they are and once in the merged id space with the merged
+        split's EH `merged_eh` (DomainMismatch before any scoring when the report's dataset was not merged from
+        this one)."""
         from reasonrec.recommend.bundle import vlm_settings
-        from reasonrec.recommend.calibration import part_requests, split_eh
+        from reasonrec.recommend.calibration import part_requests
         from reasonrec.report.multi_domain import domains_of, to_merged
         from reasonrec.report.ranking import load_tools
         from reasonrec.tools.data import ToolData
@@ -173,11 +175,9 @@ class EvaluateRecipe:
         data = ToolData.load(entry.dataset, cfg.split, entry.negatives, cfg.ctr_split, cfg.ctr_ratio)
         rows = cfg.quick_users if cfg.quick else (entry.max_rows or cfg.max_users)
         requests = part_requests(data, "test", rows, cfg.seed)
-        if not hasattr(self, "_merged_eh"):
-            self._merged_eh = split_eh(self.data)
         return {"entry": entry, "bundle": bundle, "router": router, "policy_source": source, "data": data,
                 "tools": tools, "requests": requests,
-                "merged_requests": to_merged(requests, data, self.data, self._merged_eh, entry.name)}
+                "merged_requests": to_merged(requests, data, self.data, merged_eh, entry.name)}
 
     # ------------------------------------------------------------------ run
 
