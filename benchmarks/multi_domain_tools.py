@@ -21,19 +21,10 @@ import os
 import platform
 import time
 
-import numpy as np
-
 from reasonrec.recommend.calibration import part_requests, split_eh
 from reasonrec.report.multi_domain import to_merged, training_notes
-from reasonrec.report.ranking import load_tools, metrics, popularity, sampled_ranks
-from reasonrec.metrics.ranking import rank_of_target
-from reasonrec.recommend.evaluate import target_columns
+from reasonrec.report.ranking import load_tools, metrics, popularity, sampled_popular_ranks, sampled_ranks
 from reasonrec.tools.data import ToolData
-
-
-def popular_ranks(data: ToolData, requests) -> np.ndarray:
-    cols = target_columns(requests.candidates, requests.targets, requests.user_idx)
-    return rank_of_target(popularity(data).score(requests.user_idx, requests.candidates), cols)
 
 
 def main() -> None:
@@ -58,8 +49,9 @@ def main() -> None:
         single = ToolData.load(dataset)
         requests = part_requests(single, "test")
         mapped = to_merged(requests, single, merged, merged_eh, name)
-        rows = [{"tool": "most_popular", "single_HR@5": metrics(popular_ranks(single, requests))["HR@5"],
-                 "merged_HR@5": metrics(popular_ranks(merged, mapped))["HR@5"]}]
+        rows = [{"tool": "most_popular",
+                 "single_HR@5": metrics(sampled_popular_ranks(popularity(single), requests))["HR@5"],
+                 "merged_HR@5": metrics(sampled_popular_ranks(popularity(merged), mapped))["HR@5"]}]
         for tool in names:
             folder = next((d for d in dirs.split(",") if os.path.exists(os.path.join(d, tool, "tool.json"))), None)
             row = {"tool": tool}

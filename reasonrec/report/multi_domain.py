@@ -77,7 +77,6 @@ def to_merged(requests: Requests, single: ToolData, merged: ToolData, merged_eh:
     return out
 
 
-
 def training_notes(tools_dir: str, names: Sequence[str]) -> dict[str, str]:
     """How each tool's fit ended, from its tool.json (and the device from tools_dir/metrics.json where it is
     recorded): '17 ep, early stop, cuda' / '2 ep, time budget' / '40 ep, epoch budget'. Tools trained under

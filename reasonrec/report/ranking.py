@@ -87,6 +87,12 @@ def popularity(data: ToolData) -> MostPopular:
     return MostPopular().fit(pd.concat([data.split.train, data.split.valid], ignore_index=True), data.n_items)
 
 
+def sampled_popular_ranks(pop: MostPopular, requests: Requests) -> np.ndarray:
+    """Most-popular's ranks on the requests' fixed lists (sampled_ranks' twin for the baseline)."""
+    cols = target_columns(requests.candidates, requests.targets, requests.user_idx)
+    return rank_of_target(pop.score(requests.user_idx, requests.candidates), cols)
+
+
 def baseline_rows(tools: ToolSet, data: ToolData, requests: Requests, full: bool) -> list[dict]:
     """Rows for each ranking tool, most-popular and the majority vote of the ranking tools (if >= 2);
     full-ranking columns for the tools and most-popular when `full`."""
@@ -101,9 +107,8 @@ def baseline_rows(tools: ToolSet, data: ToolData, requests: Requests, full: bool
             row.update({**metrics(ranks, "full_"), "full_targets_seen_before": seen})
         rows.append(row)
     pop = popularity(data)
-    cols = target_columns(requests.candidates, requests.targets, requests.user_idx)
     row = {"model": "most_popular", "kind": "baseline", "task": "baseline", "users": len(requests),
-           **metrics(rank_of_target(pop.score(requests.user_idx, requests.candidates), cols))}
+           **metrics(sampled_popular_ranks(pop, requests))}
     if full:
         ranks, seen = full_ranks(pop, data, users)
         row.update({**metrics(ranks, "full_"), "full_targets_seen_before": seen})
@@ -112,6 +117,7 @@ def baseline_rows(tools: ToolSet, data: ToolData, requests: Requests, full: bool
         members = [tools.tools[n] for n in ranking]
         queries = [data.queries(requests.user_idx, "train+valid", t.cfg.max_len) for t in members]
         scores = MajorityVote(members).score(queries, requests.candidates)
+        cols = target_columns(requests.candidates, requests.targets, requests.user_idx)
         rows.append({"model": "majority_vote", "kind": "ensemble", "task": "ensemble", "users": len(requests),
                      "members": ranking, **metrics(rank_of_target(scores, cols))})
     return rows
