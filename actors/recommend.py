@@ -12,6 +12,7 @@ CSR on the wire) and EH, the candidate list and the best tool's candidate scores
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -210,14 +211,24 @@ def _quarantine_as_rows(held: pa.Table, schema: pa.Schema, version: str) -> pa.T
     return pa.table(columns, schema=schema)
 
 
+def part_name(user_ids: pa.ChunkedArray) -> str | None:
+    """A part's file name from the users it holds: the same batch (a retried task) overwrites its own file
+    instead of adding a second copy, and two different batches never share a name, whatever their user_idx
+    (many unknown users share one). A night's user_ids are distinct, so distinct batches hold distinct sets."""
+    users = sorted(set(user_ids.to_pylist()))
+    if not users:
+        return None
+    digest = hashlib.sha256("\0".join(users).encode()).hexdigest()[:20]
+    return f"part-{digest}-{len(users):06d}.parquet"
+
+
 def write_batch(batch: pa.Table, staging: str) -> pa.Table:
-    """Write a batch's table rows (and its quarantined users) under `staging`, named by its first user and size
-    so a retried task overwrites its own file instead of adding a second copy. Returns one stats row."""
+    """Write a batch's table rows (and its quarantined users) under `staging` as `part_name` of its users.
+    Returns one stats row; the job then checks the staging folder itself (reasonrec/recommend/completeness.py)."""
     quarantined = pc.is_valid(batch["quarantine"])
     rows = batch.filter(pc.invert(quarantined))
     held = batch.filter(quarantined)
-    users = pc.unique(batch["user_idx"])
-    name = f"part-{pc.min(users).as_py():010d}-{len(users):06d}.parquet" if len(users) else None
+    name = part_name(batch["user_id"])
     fs, root = open_fs(staging)
     if name is not None and rows.num_rows:
         with fs.open(join(root, name), "wb") as f:

@@ -7,17 +7,20 @@
 
 Pipeline (Ray Data, streaming, bounded memory):
 
-    read_parquet(users) ─▶ CandidateScorer actors (CPU): each batch's histories + EH read from the row groups of
+    tonight's users (user_id, user_idx; read and de-duplicated by the driver) ─▶ CandidateScorer actors (CPU): each batch's histories + EH read from the row groups of
       <dataset>/tonight/histories.parquet (made once by the setup); faiss retrieval + the best tool's scores
       ─▶ RouterScorer actors (GPU when present): route; VLM first pass; refine pass for high-risk users
          (histories, EH and candidates arrive in the batch: no actor holds the data set's interactions)
       ─▶ write_batch tasks: Parquet parts (+ quarantined users) into a staging folder
-    then the staging folder is committed atomically as <out>/run_date=YYYY-MM-DD/ (reasonrec/publish.py) and a
-    run summary (rows, users, route shares, per-route latency percentiles, throughput, quarantine) is written.
+    then the staging folder is read back (every requested user exactly once: ranked rows or one quarantine row;
+    reasonrec/recommend/completeness.py), committed atomically as <out>/run_date=YYYY-MM-DD/ (reasonrec/publish.py)
+    and a run summary (rows, users, duplicates, route shares, per-route latency percentiles, throughput,
+    quarantine) is written. A night that fails the read-back is not published (exit 1, the reason printed).
 
-A killed run leaves last night's partition untouched; rerunning a date replaces it (same rows: every choice
-is seeded). Actors restart and their batches are retried (Ray Data's defaults); a retried write overwrites
-its own part file, so no row is lost or duplicated.
+A killed run leaves last night's partition untouched and its staging folder is deleted by the next run; rerunning
+a date replaces it (same rows: every choice is seeded). Actors restart and their batches are retried (Ray Data's
+defaults); a part is named from the users it holds, so a retried write overwrites its own file. SIGTERM/SIGINT
+abort the staging folder and shut down the local Ray this job started (actors/cluster.py).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from pathlib import Path
 import numpy as np
 import ray
 
+from actors.cluster import init_ray, stop_on_signals
 from actors.recommend import CandidateScorer, RouterScorer, write_batch
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
-from reasonrec.publish import Publication
+from reasonrec.publish import Publication, clean_stale_staging
 from reasonrec.recommend.bundle import model_version, resolve_router
+from reasonrec.recommend.completeness import IncompleteNight, NightOnDisk, RequestedUsers, read_requested, verify_staging
 from reasonrec.recommend.histories import ensure_histories
 from reasonrec.router.policy import ROUTES
 from reasonrec.scoring import ScoreConfig
@@ -123,16 +128,12 @@ def offline_check(recommend: dict, router: dict, version: str, split: str, negat
 
 # ------------------------------------------------------------------------------------------------------- run
 
-def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> list[dict]:
-    """The streaming pipeline; returns one stats row per written part. Makes tonight's histories file first if
-    a caller skipped the setup (a no-op when it is there)."""
+def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str, requested: RequestedUsers) -> list[dict]:
+    """The streaming pipeline over tonight's (de-duplicated) users; returns one stats row per written part.
+    Makes tonight's histories file first if a caller skipped the setup (a no-op when it is there)."""
     ensure_histories(cfg.recommend.dataset)
     recommend = cfg.recommend.model_dump(mode="json")
-    users = ray.data.read_parquet(users_uri(cfg), override_num_blocks=cfg.read_blocks
-                                  ).select_columns(["user_id", "user_idx"])
-    if cfg.max_users is not None:
-        users = users.limit(cfg.max_users)
-    users = users.repartition(cfg.read_blocks)  # a one-row-group file reads as ONE block, override or not
+    users = ray.data.from_arrow(requested.table).repartition(cfg.read_blocks)
     scored = users.map_batches(
         CandidateScorer, fn_constructor_kwargs={"recommend": recommend, "router": router, "version": version},
         compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,
@@ -149,11 +150,23 @@ def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str) -> l
 
 # ------------------------------------------------------------------------------------------------------ save
 
-def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds: float, check: dict | None) -> dict:
+def check_night(staging: str, requested: RequestedUsers, k: int, parts: list[dict]) -> NightOnDisk:
+    """The commit gate: the staging folder read back (every requested user exactly once, scored or quarantined),
+    and the write tasks' statistics agreeing with it (they feed the route shares and latencies)."""
+    on_disk = verify_staging(staging, requested, k)
+    reported = (sum(p["users"] for p in parts), sum(p["rows"] for p in parts), sum(p["quarantined"] for p in parts))
+    if reported != (on_disk.users, on_disk.rows, on_disk.quarantined):
+        raise IncompleteNight(f"{staging}: the write tasks reported (users, rows, quarantined) = {reported}, the "
+                              f"files hold {(on_disk.users, on_disk.rows, on_disk.quarantined)}")
+    return on_disk
+
+
+def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds: float, check: dict | None,
+              requested: RequestedUsers, on_disk: NightOnDisk) -> dict:
     routes = np.array([r for p in parts for r in p["routes"]], dtype=str)
     latency = np.array([x for p in parts for x in p["latency"]], dtype=float)
     sources = np.array([s for p in parts for s in p["sources"]], dtype=str)
-    users, rows = int(sum(p["users"] for p in parts)), int(sum(p["rows"] for p in parts))
+    users, rows = on_disk.users, on_disk.rows
     per_route = {}
     for route in ROUTES:
         on = latency[routes == route]
@@ -162,10 +175,11 @@ def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds
     return {
         "run_date": cfg.run_date.isoformat(), "dataset": cfg.recommend.dataset, "model_version": version,
         "mode": cfg.mode, "policy": None if policy is None else policy.model_dump(mode="json"),
-        "users": users, "rows": rows, "quarantined": int(sum(p["quarantined"] for p in parts)),
+        "requested_users": requested.n, "duplicate_users": requested.duplicates,
+        "users": users, "rows": rows, "quarantined": on_disk.quarantined, "short_lists": on_disk.short_lists,
         "vlm_failures": int((sources == "tool_fallback").sum()),
         "route_shares": {r: round(float((routes == r).mean()), 4) if users else 0.0 for r in ROUTES},
-        "latency_ms_per_user": per_route, "parts": len([p for p in parts if p["rows"]]),
+        "latency_ms_per_user": per_route, "parts": on_disk.files,
         "scoring_seconds": round(seconds, 3), "users_per_second": round(users / seconds, 2) if seconds else None,
         "rows_per_second": round(rows / seconds, 2) if seconds else None, "offline_check": check,
     }
@@ -173,16 +187,6 @@ def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds
 
 def users_uri(cfg: ScoreConfig) -> str:
     return cfg.users or join(cfg.recommend.dataset, "users.parquet")
-
-
-def count_users(cfg: ScoreConfig) -> int:
-    """Users the table must cover (scored + quarantined), from the Parquet footer."""
-    import pyarrow.parquet as pq
-
-    fs, path = open_fs(users_uri(cfg))
-    with fs.open(path, "rb") as f:
-        total = pq.ParquetFile(f).metadata.num_rows
-    return min(total, cfg.max_users) if cfg.max_users is not None else total
 
 
 def write_summary(cfg: ScoreConfig, summary: dict) -> str:
@@ -201,7 +205,15 @@ def main(argv: list[str] | None = None) -> dict:
     version = model_version(cfg.recommend)
     router_cfg, policy = resolve_router(cfg.recommend, version)
     router = router_cfg.model_dump(mode="json")
-    ray.init(address=cfg.ray_address, ignore_reinit_error=True)
+    try:
+        requested = read_requested(users_uri(cfg), cfg.max_users)
+    except ValueError as e:
+        raise SystemExit(f"[score] {e}") from None
+    if requested.duplicates:
+        print(f"[score] {requested.duplicates} repeated rows in {users_uri(cfg)} are scored once (first row "
+              f"kept), e.g. user_id {requested.duplicate_examples}", flush=True)
+    init_ray(cfg.ray_address)
+    stop_on_signals()   # after ray.init, which installs a handler of its own that aborts the process
 
     check = None
     if cfg.eval_split is not None:
@@ -215,18 +227,21 @@ def main(argv: list[str] | None = None) -> dict:
     publication = Publication(cfg.out, f"run_date={cfg.run_date.isoformat()}",
                               f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
     staging = publication.begin()
+    stale = clean_stale_staging(cfg.out, cfg.stale_staging_hours * 3600)
+    for uri in [*publication.cleaned, *stale]:
+        print(f"[score] deleted a killed run's staging folder {uri}", flush=True)
     started = time.perf_counter()
     try:
-        parts = score_users(cfg, router, version, staging)
+        parts = score_users(cfg, router, version, staging, requested)
+        seconds = time.perf_counter() - started
+        on_disk = check_night(staging, requested, cfg.k, parts)
+    except IncompleteNight as e:
+        publication.abort()
+        raise SystemExit(f"[score] {e}: not publishing") from None
     except BaseException:
         publication.abort()
         raise
-    summary = summarise(cfg, parts, version, policy, time.perf_counter() - started, check)
-    expected = count_users(cfg)
-    if summary["users"] + summary["quarantined"] != expected:
-        publication.abort()
-        raise SystemExit(f"scored {summary['users']} users + {summary['quarantined']} quarantined, expected "
-                         f"{expected}: not publishing")
+    summary = summarise(cfg, parts, version, policy, seconds, check, requested, on_disk)
     summary["table"] = publication.commit(summary)
     summary["summary"] = write_summary(cfg, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "policy"}, indent=2))

@@ -12,13 +12,12 @@ configured) -> print the URL -> serve until Ctrl-C. The API and its OpenAPI sche
 from __future__ import annotations
 
 import os
-import signal
-import sys
 import time
 
 import ray
 from ray import serve
 
+from actors.cluster import init_ray, joins_existing, stop_on_signals
 from actors.serve import build, versioned_router
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.serving.config import ServeConfig
@@ -31,15 +30,14 @@ def start(cfg: ServeConfig, **ray_init) -> str:
     """Deploy the app on the current (or a new local) Ray cluster; returns its URL. Returns before the models
     are loaded: GET <url>/readyz says when they are. ray_init: extra ray.init arguments for a new cluster."""
     router, version = versioned_router(cfg)
-    joining = ray.is_initialized() or cfg.ray_address is not None or bool(os.environ.get("RAY_ADDRESS"))
-    if not joining:
+    if not joins_existing(cfg.ray_address):
         # Read by every Serve process at import: it must be in the environment before Ray starts them.
         os.environ[THROUGHPUT_ENV] = "1" if cfg.throughput_optimized else "0"
     elif cfg.throughput_optimized and os.environ.get(THROUGHPUT_ENV) != "1":
         # A job's driver inherits the cluster's environment: without the variable here, Serve runs without it.
         print(f"[serve] throughput_optimized: {THROUGHPUT_ENV}=1 is not in this process's environment; Serve's "
               "processes use the mode only if the cluster's `ray start` had it (ray_cluster.yaml does)", flush=True)
-    ray.init(address=cfg.ray_address, ignore_reinit_error=True, **ray_init)
+    init_ray(cfg.ray_address, **ray_init)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build(cfg, router, version), name=cfg.app_name, route_prefix=cfg.route_prefix)
     url = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
@@ -51,15 +49,17 @@ def start(cfg: ServeConfig, **ray_init) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = job_parser(__doc__).parse_args(argv)
     cfg = resolve_config(ServeConfig, args)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # `kill` shuts the app down like Ctrl-C does
-    start(cfg)
     try:
+        start(cfg)
+        stop_on_signals()   # `kill` (SIGTERM) shuts the app and its local Ray down like Ctrl-C does
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         print("[serve] shutting down", flush=True)
     finally:
-        serve.shutdown()
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
 
 
 if __name__ == "__main__":

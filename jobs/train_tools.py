@@ -22,6 +22,7 @@ from typing import Any
 
 import ray
 
+from actors.cluster import init_ray
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.data.schema import Dataset
 from reasonrec.io import join, open_fs
@@ -203,7 +204,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     cfg = parse(argv)
     specs = {spec: tool_settings(cfg, spec) for spec in cfg.tools}
-    ray.init(address=cfg.ray_address, ignore_reinit_error=True)
+    init_ray(cfg.ray_address)
     started = time.perf_counter()
     rows = run(cfg, specs)
     rows = baseline_rows(cfg, rows) + rows

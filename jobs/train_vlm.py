@@ -616,7 +616,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"[setup] {'resuming' if earlier else 'new run'}: {train_table.num_rows} train instructions, "
           f"{plan.total_steps} steps x {plan.global_batch} = {plan.total_samples} samples", flush=True)
 
-    ray.init(address=cfg.ray_address, ignore_reinit_error=True)
+    from actors.cluster import init_ray
+
+    init_ray(cfg.ray_address)
     on_gpu = cfg.use_gpu if cfg.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= cfg.num_workers
     try:
         resolve_precision(cfg.precision, on_gpu)

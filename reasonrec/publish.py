@@ -18,7 +18,7 @@ Local filesystem: the swap is two directory renames (`os.rename`, atomic on one 
     c. delete the `_previous` copy
   Crash windows and what the next `recover()` (hence the next `begin()`) does:
     - before _SUCCESS is in staging, or between it and (a): final untouched; staging is a leftover that
-      `clean_stale_staging` deletes.
+      the next `begin()` of the partition deletes (`clean_partition_staging`).
     - between (a) and (b): final is missing and `_previous` holds the complete old partition -> recover moves
       the newest complete `_previous` copy back to final (tonight's staging stays a leftover: rerun).
     - between (b) and (c), or during (c): final is the new complete partition -> recover deletes `_previous`.
@@ -75,6 +75,7 @@ class Publication:
     partition: str
     run_id: str = field(default_factory=new_run_id)
     recovered: str | None = field(default=None, init=False)  # what begin()'s recover() repaired, if anything
+    cleaned: list[str] = field(default_factory=list, init=False)  # killed attempts' staging that begin() deleted
 
     def __post_init__(self):
         for name in ("partition", "run_id"):
@@ -92,8 +93,11 @@ class Publication:
         return join(self.out, STAGING_DIR, f"{self.partition}-{self.run_id}")
 
     def begin(self) -> str:
-        """Repair an interrupted earlier swap, then make this attempt's empty staging folder; returns its URI."""
+        """Repair an interrupted earlier swap, delete what killed attempts at this partition left in `_staging`
+        (one writer per partition: any other attempt's folder is dead), then make this attempt's empty staging
+        folder; returns its URI."""
         self.recovered = recover(self.out, self.partition)
+        self.cleaned = clean_partition_staging(self.out, self.partition, keep=self.run_id)
         fs, staging = _fs_path(self.staging)
         if fs.exists(staging) and fs.find(staging):
             raise FileExistsError(f"{self.staging} already holds files: run_id {self.run_id!r} was reused")
@@ -167,6 +171,28 @@ def committed(out: str, partition: str) -> dict | None:
     """The _SUCCESS record of the published partition, or None when there is no complete one."""
     fs, final = _fs_path(join(out, partition))
     return _read_record(fs, final)
+
+
+def clean_partition_staging(out: str, partition: str, keep: str) -> list[str]:
+    """Delete `_staging/<partition>-*` entries of other attempts (killed runs of this partition); returns their
+    URIs. A folder that `recover` moved aside (`-displaced-`) is kept for inspection: `clean_stale_staging`
+    deletes it once it is old."""
+    fs, root = _fs_path(out)
+    base = join(root, STAGING_DIR)
+    try:
+        entries = [e.rstrip("/") for e in fs.ls(base, detail=False) if e.rstrip("/") != base]
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in sorted(entries):
+        name = entry.rsplit("/", 1)[-1]
+        if not name.startswith(f"{partition}-") or name.startswith(f"{partition}-displaced-"):
+            continue
+        if name == f"{partition}-{keep}":
+            continue
+        _remove(fs, entry)
+        removed.append(join(out, STAGING_DIR, name))
+    return removed
 
 
 def clean_stale_staging(out: str, older_than_s: float) -> list[str]:

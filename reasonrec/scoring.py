@@ -42,7 +42,8 @@ class ScoreConfig(StrictModel):
     bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="Jobs that make absent artifacts (demo).")
     users: str | None = Field(None, description=(
         "Parquet of tonight's users (columns user_id, user_idx; local or s3://), e.g. an upstream export; "
-        "null = the dataset's users.parquet. Rows the dataset cannot score are quarantined, not dropped."))
+        "null = the dataset's users.parquet. Rows the dataset cannot score are quarantined, not dropped; a "
+        "repeated user_id is scored once (first row) and counted as duplicate_users in the summary."))
     out: str = Field("artifacts/recommendations", description=(
         "Table root; each night lands in <out>/run_date=YYYY-MM-DD/ (local or s3://), its summary in "
         "<out>/_summaries/run_date=YYYY-MM-DD.json."))
@@ -69,3 +70,6 @@ class ScoreConfig(StrictModel):
     vlm_gpus: float | Literal["auto"] = Field("auto", description=(
         "GPUs per VLM actor; auto = 1 when the cluster has GPUs, else 0 (CPU inference)."))
     write_cpus: float = Field(0.25, gt=0, description="CPUs per write task.")
+    stale_staging_hours: float = Field(24.0, gt=0, description=(
+        "Staging folders of OTHER nights untouched this long are a killed run's and are deleted at start "
+        "(a killed attempt at tonight's partition is deleted whatever its age: one writer per partition)."))

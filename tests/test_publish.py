@@ -236,3 +236,21 @@ def test_publication_rejects_bad_names_and_reused_run_id(tmp_path):
     empty.begin()
     with pytest.raises(ValueError, match="no files"):
         empty.commit({})
+
+
+def test_begin_deletes_killed_attempts_at_its_partition_and_keeps_the_rest(out):
+    """A killed night's staging folder is deleted by the next attempt at that night (one writer per partition);
+    another night's staging and a folder that recover() moved aside are not this attempt's to delete."""
+    killed = Publication(out, PARTITION, "killed-1")
+    write_parquet(killed.begin(), "part-0.parquet", [1])
+    other_night = Publication(out, "run_date=2026-11-21", "live-1")
+    write_parquet(other_night.begin(), "part-0.parquet", [2])
+    write_parquet(join(out, "_staging", f"{PARTITION}-displaced-abcd1234"), "part-0.parquet", [3])
+
+    attempt = Publication(out, PARTITION, "next-1")
+    write_parquet(attempt.begin(), "part-0.parquet", [4])
+    assert attempt.cleaned == [killed.staging]
+    assert sorted(name.split("/")[0] for name in under(out, "_staging")) == [
+        "run_date=2026-11-21-live-1", f"{PARTITION}-displaced-abcd1234", f"{PARTITION}-next-1"]
+    attempt.commit({"night": "next"})
+    assert read_published(out) == [4]

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from actors.recommend import _quarantine_as_rows, write_batch
+from actors.recommend import _quarantine_as_rows, part_name, write_batch
 from reasonrec.data.schema import Dataset
 from reasonrec.io import open_fs
 from reasonrec.publish import SUCCESS, Publication, committed
@@ -71,7 +71,8 @@ def read_table(out: Path) -> pd.DataFrame:
     """The published rows, read the way a reader must: through the files that _SUCCESS lists."""
     record = committed(str(out), PARTITION)
     assert record is not None, f"{out / PARTITION} has no {SUCCESS}"
-    table = pa.concat_tables([pq.read_table(out / PARTITION / name) for name in record["files"]])
+    table = pa.concat_tables([pq.read_table(out / PARTITION / name) for name in record["files"]
+                              if not name.startswith("_quarantine/")])
     return table.to_pandas().sort_values(KEY).reset_index(drop=True)
 
 
@@ -207,7 +208,69 @@ def test_sigkilled_run_keeps_last_night_and_a_rerun_with_a_killed_candidate_acto
     assert marker.exists(), "the chaos hook never fired: the candidate actor was not killed"
     assert committed(str(out), PARTITION)["run_id"] != record["run_id"]
     pd.testing.assert_frame_equal(read_table(out), first)
-    assert leftovers(out) == [f"_staging/{killed_staging[0]}"]  # a killed run's staging waits for clean_stale_staging
+    assert leftovers(out) == []  # the killed run's staging was deleted by the next run of the night
+
+
+def tonight_users(world) -> pa.Table:
+    return pq.read_table(Path(world.dataset) / "users.parquet").select(["user_id", "user_idx"])
+
+
+def read_local_partition(out: Path) -> tuple[pd.DataFrame, list[dict], dict]:
+    """(the table rows, the quarantined users, the run summary) of a local night, through its _SUCCESS record."""
+    record = committed(str(out), PARTITION)
+    assert record is not None, f"{out / PARTITION} has no {SUCCESS}"
+    held = [f for f in record["files"] if f.startswith("_quarantine/")]
+    held_rows = pa.concat_tables([pq.read_table(out / PARTITION / f) for f in held]).to_pylist() if held else []
+    summary = json.loads((out / "_summaries" / f"{PARTITION}.json").read_text())
+    return read_table(out), held_rows, summary
+
+
+def test_unknown_users_sharing_one_user_idx_lose_no_part(job, world, tmp_path):
+    """Issue 20's first repro: every batch of tonight's users starts with a user the upstream export gave
+    user_idx -1, so every batch has the same smallest user_idx. No part may overwrite another: the published
+    night holds every known user and every quarantined one, and the summary agrees with the files."""
+    users = tonight_users(world)
+    known = users.slice(0, 56)
+    blocks = []
+    for b in range(8):   # 8 blocks of 8 rows (batch_size=8): a ghost at -1, then 7 known users
+        blocks += [pa.table({"user_id": [f"ghost-{b}"], "user_idx": [-1]}).cast(users.schema), known.slice(7 * b, 7)]
+    tonight = tmp_path / "tonight.parquet"
+    pq.write_table(pa.concat_tables(blocks), tonight)
+
+    out = tmp_path / "recs"
+    job("score.py", *score_args(world, out), f"users={tonight}", "read_blocks=8")
+    table, held, summary = read_local_partition(out)
+    check_table(table, Dataset.load(world.dataset), set(known["user_id"].to_pylist()))
+    assert sorted(h["user_id"] for h in held) == [f"ghost-{b}" for b in range(8)]
+    assert all("user_idx -1 is outside" in h["reason"] for h in held)
+    check_summary(summary, 56, quarantined=8)
+    assert summary["requested_users"] == 64 and summary["duplicate_users"] == 0 and summary["short_lists"] == 0
+
+
+def test_a_user_listed_twice_is_scored_once_and_counted(job, world, tmp_path):
+    """Issue 20's second repro: tonight's users list two of four users twice. Each user gets one ranked list
+    (no rank written twice) and the summary counts four users and two duplicate rows."""
+    users = tonight_users(world).slice(0, 4)
+    tonight = tmp_path / "tonight.parquet"
+    pq.write_table(pa.concat_tables([users, users.slice(1, 2)]), tonight)
+
+    out = tmp_path / "recs"
+    result = job("score.py", *score_args(world, out), f"users={tonight}")
+    assert f"2 repeated rows in {tonight} are scored once" in result.stdout
+    table, held, summary = read_local_partition(out)
+    check_table(table, Dataset.load(world.dataset), set(users["user_id"].to_pylist()))
+    assert held == [] and len(table) == 4 * K
+    check_summary(summary, 4)
+    assert summary["requested_users"] == 4 and summary["duplicate_users"] == 2
+
+
+def test_a_users_file_with_a_null_id_is_refused_before_scoring(job, world, tmp_path):
+    tonight = tmp_path / "tonight.parquet"
+    pq.write_table(pa.table({"user_id": ["user_0000001", None], "user_idx": [0, 1]}), tonight)
+    result = job("score.py", *score_args(world, tmp_path / "recs"), f"users={tonight}", check=False)
+    assert result.returncode == 1
+    assert f"{tonight}: row 1, field 'user_id' is null" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "recs").exists()
 
 
 def read_s3_partition(out: str) -> tuple[dict, pd.DataFrame, list[dict]]:
@@ -275,12 +338,12 @@ def test_quarantined_rows_are_written_and_committed_on_s3(s3_endpoint):
 
     publication = Publication(out, PARTITION)
     stats = write_batch(batch, publication.begin()).to_pylist()
-    assert [(s["file"], s["rows"], s["users"], s["quarantined"]) for s in stats] == [
-        ("part-0000000000-000002.parquet", 2, 1, 1)]
+    name = part_name(pa.chunked_array([["u0", "u0", "ghost"]]))
+    assert [(s["file"], s["rows"], s["users"], s["quarantined"]) for s in stats] == [(name, 2, 1, 1)]
     publication.commit({"night": DATE})
 
     record, table, quarantined = read_s3_partition(out)
-    assert record["files"] == ["_quarantine/part-0000000000-000002.parquet", "part-0000000000-000002.parquet"]
+    assert record["files"] == [f"_quarantine/{name}", name]
     assert table["item_id"].tolist() == ["i2", "i0"] and quarantined == [
         {"user_id": "ghost", "user_idx": 1060, "reason": "user_idx 1060 is outside", "run_date": run_date}]
 

@@ -1,0 +1,64 @@
+"""How a job's driver starts or joins Ray, and how it stops: one place for every job and the Serve app.
+
+A new local cluster (a laptop run: no address given and no RAY_ADDRESS) listens on loopback only. Ray on Linux
+otherwise binds its gRPC servers, the dashboard agent and the metrics exporter on every interface, without
+authentication on the metrics port. Ray's own single-machine mode (what it uses on macOS) puts every process on
+127.0.0.1; `REASONREC_RAY_LISTEN=all` keeps Ray's Linux default for a laptop that other machines must reach.
+Joining a cluster (`ray job submit`, `ray_address`, RAY_ADDRESS) changes nothing: that cluster's `ray start`
+decided its addresses.
+
+SIGTERM and SIGINT become exceptions in the main thread, so a stopped job runs its `finally` blocks (the nightly
+job aborts its staging folder, the Serve job shuts Serve down) and then Ray's own exit hook, `ray.shutdown()`,
+which stops every process of a cluster this driver started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import ray
+
+LISTEN_ENV = "REASONREC_RAY_LISTEN"          # "loopback" (default) or "all", for a new local cluster only
+RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": Ray's single-machine (loopback) mode
+
+
+def joins_existing(address: str | None) -> bool:
+    """True when ray.init will connect to a running cluster rather than start a local one."""
+    return ray.is_initialized() or address is not None or bool(os.environ.get("RAY_ADDRESS"))
+
+
+def init_ray(address: str | None, **kwargs) -> None:
+    """ray.init for a job's driver: join `address` (or RAY_ADDRESS), else start a local cluster on loopback."""
+    if not joins_existing(address):
+        listen = os.environ.get(LISTEN_ENV, "loopback")
+        if listen not in ("loopback", "all"):
+            raise SystemExit(f"{LISTEN_ENV}={listen!r}: use 'loopback' (the default) or 'all'")
+        if listen == "loopback":
+            _single_machine_mode()
+            kwargs.setdefault("dashboard_host", "127.0.0.1")
+    ray.init(address=address, ignore_reinit_error=True, **kwargs)
+
+
+def _single_machine_mode() -> None:
+    """Ray reads the flag into a module constant at import: set the constant for this process and the variable
+    for the processes it starts (raylet, agents, workers), which read it themselves."""
+    from ray._private import ray_constants
+
+    os.environ[RAY_SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def stop_on_signals() -> None:
+    """SIGTERM -> SystemExit(143) and SIGINT -> KeyboardInterrupt in the main thread (a killed job cleans up).
+    Call it after `init_ray`: ray.init installs Ray's own fatal-signal handler, which logs and aborts."""
+
+    def _terminate(signum, _frame):
+        signal.signal(signum, signal.SIG_DFL)   # a second signal ends the process at once
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)

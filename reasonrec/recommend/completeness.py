@@ -1,0 +1,166 @@
+"""What a night must cover, and the check that its staging folder covers exactly that before it is published.
+
+The nightly job's promise is that a published partition is complete and exact: every requested user appears
+once, either with its ranked rows (ranks 1..r, r <= k) or once in `_quarantine/` with a reason. Counting the
+write tasks' own statistics cannot prove that (two tasks writing the same file name both report success), so
+`verify_staging` reads back what is on disk, the user ids and ranks of every part, and refuses the night when
+anything is missing, doubled or unrequested.
+
+Requested users are keyed by `user_id`. A user listed twice in tonight's users file is scored once (the first
+row wins) and counted in `duplicates`; a row without a user_id or user_idx is an error naming the file and row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from reasonrec.io import join, open_fs
+
+QUARANTINE_DIR = "_quarantine"
+USER_COLUMNS = ("user_id", "user_idx")
+
+
+class IncompleteNight(RuntimeError):
+    """The staging folder does not hold every requested user exactly once: the night must not be published."""
+
+
+@dataclass(frozen=True)
+class RequestedUsers:
+    """Tonight's users in file order, de-duplicated on user_id (the first row of each id is kept)."""
+
+    table: pa.Table            # user_id (string), user_idx (int64)
+    duplicates: int            # rows dropped because their user_id was listed earlier in the file
+    duplicate_examples: list   # up to 5 of the repeated user_ids, for the log
+
+    @property
+    def n(self) -> int:
+        return self.table.num_rows
+
+
+def read_requested(uri: str, max_users: int | None = None) -> RequestedUsers:
+    """The users a night must cover: `uri`'s user_id and user_idx columns, checked, de-duplicated, and cut to the
+    first `max_users` distinct users. Raises ValueError naming the file, row and field on a bad row."""
+    fs, path = open_fs(uri)
+    try:
+        with fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            names = parquet.schema_arrow.names
+            missing = [c for c in USER_COLUMNS if c not in names]
+            if missing:
+                raise ValueError(f"{uri}: tonight's users file lacks column(s) {missing} (it has {names})")
+            table = parquet.read(columns=list(USER_COLUMNS))
+    except (pa.ArrowInvalid, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise ValueError(f"{uri}: tonight's users file does not exist") from e
+        raise ValueError(f"{uri}: not a readable Parquet file ({e})") from e
+    for column in USER_COLUMNS:
+        nulls = np.flatnonzero(table[column].is_null().to_numpy(zero_copy_only=False))
+        if len(nulls):
+            raise ValueError(f"{uri}: row {int(nulls[0])}, field {column!r} is null ({len(nulls)} such rows); "
+                             "every user needs a user_id and a user_idx")
+    try:
+        user_idx = table["user_idx"].cast(pa.int64())
+        user_id = table["user_id"].cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ValueError(f"{uri}: user_id must be a string and user_idx an integer column ({e})") from e
+    ids = user_id.to_numpy(zero_copy_only=False).astype(str)
+    _, first = np.unique(ids, return_index=True)
+    keep = np.sort(first)
+    repeated = np.setdiff1d(np.arange(len(ids)), keep)
+    if max_users is not None:
+        keep = keep[:max_users]
+    deduped = pa.table({"user_id": user_id.take(pa.array(keep)), "user_idx": user_idx.take(pa.array(keep))})
+    examples = list(dict.fromkeys(ids[repeated].tolist()))[:5]
+    return RequestedUsers(deduped, int(len(repeated)), examples)
+
+
+@dataclass(frozen=True)
+class NightOnDisk:
+    """What the staging folder holds, counted from the files themselves."""
+
+    users: int          # scored users (each with ranks 1..r)
+    rows: int           # table rows
+    quarantined: int    # users in _quarantine/
+    short_lists: int    # scored users with fewer than k rows (fewer candidates left than k)
+    files: int          # table part files
+
+
+def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDisk:
+    """Read back every part under `staging`; raise IncompleteNight unless each requested user is there exactly
+    once (rows with ranks 1..r, 1 <= r <= k, or one quarantine row) and nothing else is."""
+    fs, root = open_fs(staging)
+    try:
+        files = sorted(p for p in fs.find(root) if p.endswith(".parquet"))
+    except FileNotFoundError:
+        files = []
+    quarantine_prefix = join(root, QUARANTINE_DIR) + "/"
+    held_files = [p for p in files if p.startswith(quarantine_prefix)]
+    table_files = [p for p in files if not p.startswith(quarantine_prefix)]
+    ids = requested.table["user_id"]
+    problems: list[str] = []
+
+    rows_per_user = np.zeros(requested.n, dtype=np.int64)
+    top_rank = np.zeros(requested.n, dtype=np.int64)
+    keys = []   # user position * (k + 1) + rank: a repeated key is a doubled (user, rank)
+    for path in table_files:
+        part = _read(fs, path, ["user_id", "rank"])
+        position, known = _positions(part["user_id"], ids, _name(fs, path), problems)
+        rank = part["rank"].to_numpy().astype(np.int64)[known]
+        if ((rank < 1) | (rank > k)).any():
+            problems.append(f"{_name(fs, path)}: rank outside 1..{k}")
+            rank = np.clip(rank, 0, k)
+        np.add.at(rows_per_user, position, 1)
+        np.maximum.at(top_rank, position, rank)
+        keys.append(position * (k + 1) + rank)
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    doubled = len(all_keys) - len(np.unique(all_keys))
+    if doubled:
+        problems.append(f"{doubled} (user, rank) rows appear more than once")
+    scored = rows_per_user > 0
+    gaps = np.flatnonzero(scored & (top_rank != rows_per_user))
+    if len(gaps) and not doubled:
+        problems.append(f"{len(gaps)} users' ranks are not 1..r, e.g. {ids[int(gaps[0])].as_py()!r}")
+
+    held = np.zeros(requested.n, dtype=np.int64)
+    for path in held_files:
+        position, _ = _positions(_read(fs, path, ["user_id"])["user_id"], ids, _name(fs, path), problems)
+        np.add.at(held, position, 1)
+    _describe(problems, ids, np.flatnonzero(held > 1), "quarantined more than once")
+    _describe(problems, ids, np.flatnonzero(scored & (held > 0)), "both scored and quarantined")
+    _describe(problems, ids, np.flatnonzero(~scored & (held == 0)), "missing (neither scored nor quarantined)")
+    if problems:
+        raise IncompleteNight(f"{staging}: the night is not complete and exact: " + "; ".join(problems))
+    return NightOnDisk(users=int(scored.sum()), rows=int(rows_per_user.sum()), quarantined=int(held.sum()),
+                       short_lists=int((scored & (rows_per_user < k)).sum()), files=len(table_files))
+
+
+def _read(fs, path: str, columns: list[str]) -> pa.Table:
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns)
+
+
+def _name(fs, path: str) -> str:
+    return fs.unstrip_protocol(path) if hasattr(fs, "unstrip_protocol") else path
+
+
+def _positions(user_id: pa.ChunkedArray, requested: pa.ChunkedArray, where: str,
+               problems: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's position in the requested users, and which rows have one: rows of users nobody asked for are
+    reported and skipped."""
+    position = pc.index_in(user_id, value_set=requested.combine_chunks())
+    unknown = position.is_null().to_numpy(zero_copy_only=False)
+    if unknown.any():
+        example = user_id.filter(pa.array(unknown))[0].as_py()
+        problems.append(f"{where}: {int(unknown.sum())} rows of users not requested tonight, e.g. {example!r}")
+    return position.filter(pa.array(~unknown)).to_numpy().astype(np.int64), ~unknown
+
+
+def _describe(problems: list[str], ids: pa.ChunkedArray, positions: np.ndarray, what: str) -> None:
+    if len(positions):
+        examples = ", ".join(repr(ids[int(p)].as_py()) for p in positions[:3])
+        problems.append(f"{len(positions)} users {what}, e.g. {examples}")
