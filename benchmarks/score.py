@@ -150,7 +150,8 @@ def ray_pipeline(recommend: RecommendConfig, router: dict, version: str, args, a
     """jobs/score.py's score_users with `actors` candidate and `actors` VLM actors, timed around that call."""
     import ray
 
-    from jobs.score import score_users, summarise
+    from jobs.score import check_night, score_users, summarise, users_uri
+    from reasonrec.recommend.completeness import read_requested
     from reasonrec.scoring import ScoreConfig
 
     gpus = ray.cluster_resources().get("GPU", 0)
@@ -161,13 +162,17 @@ def ray_pipeline(recommend: RecommendConfig, router: dict, version: str, args, a
                       write_cpus=args.actor_cpus)
     staging.mkdir(parents=True)
     load, started = round(os.getloadavg()[0], 1), time.perf_counter()
-    parts = score_users(cfg, router, version, str(staging))
+    requested = read_requested(users_uri(cfg), cfg.max_users)
+    parts = score_users(cfg, router, version, str(staging), requested)
     seconds = time.perf_counter() - started
-    summary = summarise(cfg, parts, version, None, seconds, None)
+    check_started = time.perf_counter()
+    on_disk = check_night(str(staging), requested, cfg.k, parts)   # the job's commit gate, timed on its own
+    summary = summarise(cfg, parts, version, None, seconds, None, requested, on_disk)
+    summary["completeness_check_seconds"] = round(time.perf_counter() - check_started, 3)
     return {"candidate_actors": actors, "vlm_actors": actors, "cpus_per_actor": args.actor_cpus,
             **{key: summary[key] for key in ("users", "rows", "parts", "quarantined", "vlm_failures",
                                              "scoring_seconds", "users_per_second", "rows_per_second",
-                                             "route_shares")},
+                                             "route_shares", "completeness_check_seconds")},
             "load_average_1min_at_start": load}
 
 
