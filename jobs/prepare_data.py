@@ -7,8 +7,11 @@
     python jobs/prepare_data.py --list-downloads
 
 Writes <out>/{manifest.json, interactions/items/users.parquet, splits/..., prepare_report.json} and prints a
-summary. Exits 1 with a message naming file/line/field on input it cannot interpret, or when more rows are
-quarantined than `max_quarantine_share` allows (the report is written first).
+summary. Exits 1 with a message naming file/line/field on input it cannot interpret (an empty or header-only
+file, a missing column, bytes that are not the file's encoding, ...), or when more rows are quarantined than
+`max_quarantine_share` allows. Nothing is written to <out> until the whole run succeeded, so a failed run
+leaves an earlier dataset there as it was and adds only <out>/prepare_report.failed.json (the error, and what
+was read and quarantined before it).
 """
 
 from __future__ import annotations

@@ -39,24 +39,31 @@ class QuarantinedRow:
 
 
 class Quarantine:
-    """Counts set-aside rows by reason and keeps the first few of each as examples for the report."""
+    """Counts set-aside rows by reason (and by file and reason, so each file's rows read can be checked
+    against rows kept + rows set aside) and keeps the first few of each reason as examples for the report."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.by_file: dict[str, Counter[str]] = {}
         self.examples: dict[str, list[QuarantinedRow]] = {}
 
     def add(self, file: str, line: int | None, field: str | None, reason: str, value: Any = None) -> None:
         self.counts[reason] += 1
+        self.by_file.setdefault(file, Counter())[reason] += 1
         bucket = self.examples.setdefault(reason, [])
         if len(bucket) < MAX_EXAMPLES_PER_REASON:
             text = None if value is None else str(value)[:200]
             bucket.append(QuarantinedRow(file, line, field, reason, text))
 
-    def add_many(self, reason: str, count: int, example: QuarantinedRow | None = None) -> None:
-        """Record `count` rows set aside by a vectorised check (e.g. duplicate events)."""
+    def add_many(self, reason: str, count: int, example: QuarantinedRow | None = None, *,
+                 file: str | None = None) -> None:
+        """Record `count` rows set aside by a vectorised check (e.g. duplicate events); they came from
+        `file` (default: the example's file)."""
         if count <= 0:
             return
         self.counts[reason] += count
+        source = file if file is not None else (example.file if example is not None else "")
+        self.by_file.setdefault(source, Counter())[reason] += count
         if example is not None:
             bucket = self.examples.setdefault(reason, [])
             if len(bucket) < MAX_EXAMPLES_PER_REASON:
@@ -70,6 +77,7 @@ class Quarantine:
         return {
             "total": self.total,
             "by_reason": dict(sorted(self.counts.items())),
+            "by_file": {file: dict(sorted(counts.items())) for file, counts in sorted(self.by_file.items())},
             "examples": {
                 reason: [dataclasses.asdict(row) for row in rows]
                 for reason, rows in sorted(self.examples.items())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,24 +21,28 @@ from reasonrec.data.converters.base import RawDataset
 from reasonrec.data.converters.clean import finalize
 from reasonrec.data.download import download
 from reasonrec.data.errors import DataFormatError, Quarantine
+from reasonrec.data.images import IMAGE_FLAG_REASONS
 from reasonrec.data.merge import merge_domains
 from reasonrec.data.prepare_config import PrepareConfig
 from reasonrec.data.schema import Dataset, write_dataset
+from reasonrec.data.staging import staged_output
 from reasonrec.data.synthetic import generate
 from reasonrec.io import join, open_fs
 
-# Reasons that flag an item's image (the item is kept, marked in image_status) rather than set a row aside.
-ITEM_FLAG_REASONS = frozenset({"image_missing", "image_corrupt", "image_ambiguous"})
+# The report of a run that failed: beside (never over) the dataset and report of an earlier run.
+FAILED_REPORT = "prepare_report.failed.json"
 
 
 class QuarantineLimitExceeded(DataFormatError):
     """Too much of the source was set aside: it is probably not the format the converter expects."""
 
 
-def load_source(cfg: PrepareConfig, quarantine: Quarantine) -> RawDataset:
+def load_source(cfg: PrepareConfig, quarantine: Quarantine, stage: str) -> RawDataset:
+    """The source's rows through its converter; `stage` is the folder the dataset is being written to
+    (where generated images go)."""
     source = cfg.source
     if source.kind == "synthetic":
-        image_dir = _local_image_dir(cfg.out)
+        image_dir = _local_image_dir(cfg.out, stage)
         raw = generate(source.synthetic, image_dir)
         # Images inside the dataset folder are referenced relative to it, so the folder can move.
         raw.items["image_uri"] = "images/" + raw.items["image_uri"].map(lambda uri: Path(uri).name)
@@ -48,22 +53,24 @@ def load_source(cfg: PrepareConfig, quarantine: Quarantine) -> RawDataset:
     path = source.path
     if source.download:
         path = str(download(source.download, source.path, mirror=source.mirror))
-    return CONVERTERS[source.kind](path, source.images, quarantine, **source.options)
+    return CONVERTERS[source.kind](path, source.images, quarantine, max_image_pixels=source.max_image_pixels,
+                                   **source.options)
 
 
-def _local_image_dir(out: str) -> str:
+def _local_image_dir(out: str, stage: str) -> str:
     """Generated images live beside the dataset; the generator writes local files, so out must be local."""
     if "://" in out:
         raise DataFormatError("the synthetic generator writes images locally: give a local `out` and copy "
                               "the folder to object storage afterwards", field="out")
-    folder = Path(out).resolve() / "images"
+    folder = Path(stage) / "images"
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder)
 
 
-def write_protocol(cfg: PrepareConfig, ds: Dataset) -> dict[str, Any]:
-    """Splits, fixed candidates, CTR negatives, evidence horizon and cold-start groups under <out>/splits/."""
-    root = join(cfg.out, "splits")
+def write_protocol(cfg: PrepareConfig, ds: Dataset, root: str | None = None) -> dict[str, Any]:
+    """Splits, fixed candidates, CTR negatives, evidence horizon and cold-start groups under
+    <root>/splits/ (root: the dataset folder being written, default cfg.out)."""
+    root = join(root or cfg.out, "splits")
     written: dict[str, Any] = {}
     for protocol in cfg.splits.protocols:
         if protocol == "temporal" and ds.manifest.timestamp_kind != "unix":
@@ -103,32 +110,36 @@ def _make_split(cfg: PrepareConfig, ds: Dataset, protocol: str) -> splits.Split:
 
 
 def prepare(cfg: PrepareConfig) -> dict[str, Any]:
-    """Run the whole preparation; returns the report (also written to <out>/prepare_report.json)."""
-    timings: dict[str, float] = {}
+    """Run the whole preparation; returns the report (also written to <out>/prepare_report.json).
+
+    Everything is written to a staging folder and moved into `out` only when all of it succeeded, so bad
+    input never leaves a partial dataset nor touches the dataset of an earlier run. A failed run writes
+    only <out>/prepare_report.failed.json: the error, and what was read and quarantined up to it."""
     quarantine = Quarantine()
     report: dict[str, Any] = {"name": cfg.name, "out": cfg.out, "source": cfg.source.model_dump(mode="json"),
                               "seed": cfg.seed}
+    try:
+        with staged_output(cfg.out, stale=(FAILED_REPORT,)) as stage:
+            _prepare_into(cfg, stage, quarantine, report)
+    except Exception as err:
+        _write_failure(cfg.out, report, quarantine, err)
+        raise
+    return report
 
+
+def _prepare_into(cfg: PrepareConfig, stage: str, quarantine: Quarantine, report: dict[str, Any]) -> None:
+    """Convert, check, write the dataset and its protocol into `stage`, filling `report` on the way."""
+    timings: dict[str, float] = {}
     started = time.perf_counter()
-    raw = load_source(cfg, quarantine)
+    raw = load_source(cfg, quarantine, stage)
     raw = finalize(raw, quarantine, cfg.name)
     timings["convert"] = time.perf_counter() - started
     report["source_stats"] = raw.stats
-
-    row_reasons = {r: n for r, n in quarantine.counts.items() if r not in ITEM_FLAG_REASONS}
-    set_aside = sum(row_reasons.values())
-    # Share of all source rows read (every file: interactions, items, users, tags); generated or merged
-    # data has no files, so its rows are the interactions.
-    rows_read = sum(f.get("rows_read", 0) for f in raw.stats.get("files", {}).values())
-    rows_read = rows_read or set_aside + len(raw.interactions)
-    share = set_aside / max(1, rows_read)
-    report["quarantine"] = {**quarantine.to_dict(), "rows_read": rows_read, "rows_set_aside": set_aside,
-                            "share_of_rows": share}
-    if share > cfg.max_quarantine_share:
-        _write_report(cfg.out, report)
-        raise QuarantineLimitExceeded(
-            f"{set_aside} rows ({share:.1%}) quarantined, above max_quarantine_share={cfg.max_quarantine_share:.1%}; "
-            f"by reason: {row_reasons}; see {join(cfg.out, 'prepare_report.json')}")
+    report["quarantine"] = _quarantine_summary(quarantine, raw.stats, len(raw.interactions))
+    _check_quarantine(cfg, quarantine, report["quarantine"])
+    if raw.interactions.empty:  # e.g. every row quarantined and max_quarantine_share=1
+        raise DataFormatError("no interactions left to prepare; see the quarantine counts in "
+                              f"{join(cfg.out, FAILED_REPORT)}", file=cfg.source.path)
 
     if cfg.max_users is not None:
         raw = subsample_users(raw, cfg.max_users, cfg.seed)
@@ -136,18 +147,51 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
                                "interactions_kept": len(raw.interactions)}
 
     started = time.perf_counter()
-    manifest = write_dataset(cfg.out, name=cfg.name, source=cfg.source.kind, timestamp_kind=raw.timestamp_kind,
+    manifest = write_dataset(stage, name=cfg.name, source=cfg.source.kind, timestamp_kind=raw.timestamp_kind,
                              interactions=raw.interactions, items=raw.items, users=raw.users,
                              domains=list(cfg.source.merge) if cfg.source.kind == "merge" else None)
     timings["write"] = time.perf_counter() - started
     report["manifest"] = manifest.model_dump(mode="json")
 
     started = time.perf_counter()
-    report["protocol"] = write_protocol(cfg, Dataset.load(cfg.out))
+    report["protocol"] = write_protocol(cfg, Dataset.load(stage), root=stage)
     timings["protocol"] = time.perf_counter() - started
     report["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
-    _write_report(cfg.out, report)
-    return report
+    _write_report(stage, report)
+
+
+def _quarantine_summary(quarantine: Quarantine, stats: dict[str, Any], n_interactions: int) -> dict[str, Any]:
+    """The report's quarantine section: counts by reason and file, examples, and the share of rows set
+    aside (image flags excluded: their items are kept)."""
+    row_reasons = {r: n for r, n in quarantine.counts.items() if r not in IMAGE_FLAG_REASONS}
+    set_aside = sum(row_reasons.values())
+    # Share of all source rows read (every file: interactions, items, users, tags); generated or merged
+    # data has no files, so its rows are the interactions.
+    rows_read = sum(f.get("rows_read", 0) for f in stats.get("files", {}).values())
+    rows_read = rows_read or set_aside + n_interactions
+    return {**quarantine.to_dict(), "rows_read": rows_read, "rows_set_aside": set_aside,
+            "share_of_rows": set_aside / max(1, rows_read)}
+
+
+def _check_quarantine(cfg: PrepareConfig, quarantine: Quarantine, summary: dict[str, Any]) -> None:
+    if summary["share_of_rows"] > cfg.max_quarantine_share:
+        row_reasons = {r: n for r, n in sorted(quarantine.counts.items()) if r not in IMAGE_FLAG_REASONS}
+        raise QuarantineLimitExceeded(
+            f"{summary['rows_set_aside']} rows ({summary['share_of_rows']:.1%}) quarantined, above "
+            f"max_quarantine_share={cfg.max_quarantine_share:.1%}; by reason: {row_reasons}; "
+            f"see {join(cfg.out, FAILED_REPORT)}")
+
+
+def _write_failure(out: str, report: dict[str, Any], quarantine: Quarantine, err: Exception) -> None:
+    """<out>/prepare_report.failed.json for a run that stopped; never hides the error that stopped it."""
+    failed = dict(report)
+    failed.setdefault("quarantine", _quarantine_summary(quarantine, report.get("source_stats", {}), 0))
+    failed["error"] = {"type": type(err).__name__, "message": str(err),
+                       **{key: getattr(err, key, None) for key in ("file", "line", "field")}}
+    try:
+        _write_report(out, failed, FAILED_REPORT)
+    except Exception as write_err:  # e.g. an unwritable out: the original error is what the user needs
+        print(f"prepare: could not write {join(out, FAILED_REPORT)}: {write_err}", file=sys.stderr)
 
 
 def subsample_users(raw: RawDataset, max_users: int, seed: int) -> RawDataset:
@@ -163,10 +207,10 @@ def subsample_users(raw: RawDataset, max_users: int, seed: int) -> RawDataset:
     return RawDataset(interactions, raw.items, users_table, raw.timestamp_kind, raw.stats)
 
 
-def _write_report(out: str, report: dict[str, Any]) -> None:
+def _write_report(out: str, report: dict[str, Any], name: str = "prepare_report.json") -> None:
     fs, path = open_fs(out)
     fs.makedirs(path, exist_ok=True)
-    with fs.open(join(path, "prepare_report.json"), "w") as f:
+    with fs.open(join(path, name), "w") as f:
         json.dump(report, f, indent=2, default=str)
 
 

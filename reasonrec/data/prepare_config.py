@@ -7,7 +7,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from reasonrec.config import StrictModel
+from reasonrec.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from reasonrec.data.synthetic import SyntheticConfig
+
+# PIL's Image.MAX_IMAGE_PIXELS (a 1024 x 1024 x 1024 / 4 / 3 "decompression bomb"): above it Image.open warns
+# (raised as an error during prepare), so a larger max_image_pixels could never be honoured.
+PIL_MAX_IMAGE_PIXELS = 89_478_485
 
 SourceKind = Literal["movielens", "recbole", "amazon_p5", "amazon_reviews", "pixelrec", "synthetic", "merge"]
 
@@ -20,6 +25,10 @@ class SourceConfig(StrictModel):
     path: str | None = Field(None, description=(
         "Source folder or file. With `download` set, the folder the download lands in."))
     images: str | None = Field(None, description="Folder of item images named <item_id>.<any extension>.")
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1, le=PIL_MAX_IMAGE_PIXELS, description=(
+        "Images whose header declares more pixels (width x height) are refused before decoding: flagged "
+        "'refused', quarantined as image_too_large. At most PIL's own limit, above which it refuses to "
+        "open a file anyway."))
     options: dict[str, str] = Field(default_factory=dict, description=(
         "Converter-specific options, e.g. {meta: path/to/meta_Beauty.json.gz} for amazon_reviews."))
     download: str | None = Field(None, description=(

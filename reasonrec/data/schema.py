@@ -43,8 +43,9 @@ INTERACTIONS_SCHEMA = pa.schema([
 ])
 
 # image_status: "ok" (opened and decoded), "missing" (no file for this item), "corrupt" (a file that does not
-# decode as an image), "none" (the source has no images at all).
-IMAGE_STATUSES = ("ok", "missing", "corrupt", "none")
+# decode as an image), "refused" (a file deliberately not decoded: a link out of the image folder, or more
+# pixels than max_image_pixels), "none" (the source has no images at all).
+IMAGE_STATUSES = ("ok", "missing", "corrupt", "refused", "none")
 
 ITEMS_SCHEMA = pa.schema([
     pa.field("item_id", pa.string(), nullable=False),

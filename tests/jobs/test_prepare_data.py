@@ -82,9 +82,34 @@ def test_too_much_quarantine_fails_after_writing_the_report(job, tmp_path):
     result = job("prepare_data.py", "--source", "movielens", "--path", str(source), "--out", str(tmp_path / "o"),
                  "max_quarantine_share=0.1", check=False)
     assert result.returncode == 1 and "max_quarantine_share" in result.stderr
-    report = json.loads((tmp_path / "o" / "prepare_report.json").read_text())
+    report = json.loads((tmp_path / "o" / "prepare_report.failed.json").read_text())
     assert report["quarantine"]["rows_set_aside"] == 2
-    assert not (tmp_path / "o" / "interactions.parquet").exists()
+    assert report["error"]["type"] == "QuarantineLimitExceeded"
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["prepare_report.failed.json"]
+
+
+def test_header_only_and_mis_encoded_inputs_are_clean_errors_that_write_nothing(job, tmp_path):
+    """The fresh-clone report of issue 20: a header-only ratings.csv died in pyarrow, left a partial
+    dataset and no report; a bad byte was blamed on line 1."""
+    source = tmp_path / "ml"
+    source.mkdir()
+    (source / "ratings.csv").write_text("userId,movieId,rating,timestamp\n")
+    (source / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    out = tmp_path / "o"
+    result = job("prepare_data.py", "--source", "movielens", "--path", str(source), "--out", str(out), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"file {source / 'ratings.csv'}, line 2: no data rows after the header" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["prepare_report.failed.json"]
+    failed = json.loads((out / "prepare_report.failed.json").read_text())
+    assert failed["error"]["file"] == str(source / "ratings.csv") and "manifest" not in failed
+
+    rows = "".join(f"{u},1,4.0,{100 + u}\n" for u in range(1, 2000))
+    (source / "ratings.csv").write_bytes(b"userId,movieId,rating,timestamp\n" + rows.encode() + b"7,1,\xff,9\n")
+    result = job("prepare_data.py", "--source", "movielens", "--path", str(source), "--out", str(out), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"file {source / 'ratings.csv'}, line 2001: not valid utf-8 text" in result.stderr
+    assert f"byte offset {len(rows) + 36}" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["prepare_report.failed.json"]
 
 
 def test_unknown_config_key_exits_2(job, tmp_path):

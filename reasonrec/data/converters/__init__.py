@@ -1,7 +1,8 @@
 """Source converters by name: each reads one public format into a `RawDataset`.
 
-Every converter is `convert(path, images, quarantine, **options) -> RawDataset`; options arrive as strings
-from the prepare config. `clean.finalize` is applied to every converter's output before it is written.
+Every converter is `convert(path, images, quarantine, *, max_image_pixels, **options) -> RawDataset`; options
+arrive as strings from the prepare config, max_image_pixels (the typed `source.max_image_pixels`) is passed
+to `attach_images`. `clean.finalize` is applied to every converter's output before it is written.
 """
 
 from __future__ import annotations

@@ -18,13 +18,15 @@ import os
 import pandas as pd
 
 from reasonrec.data.converters.base import RawDataset
-from reasonrec.data.converters.reading import SOURCE_FILE, SOURCE_LINE, iter_records, require_file, with_source
+from reasonrec.data.converters.reading import (
+    SOURCE_FILE, SOURCE_LINE, decode_error, iter_records, require_file, with_source)
 from reasonrec.data.errors import DataFormatError, Quarantine, QuarantinedRow
-from reasonrec.data.images import attach_images
+from reasonrec.data.images import DEFAULT_MAX_IMAGE_PIXELS, attach_images
 
 
 def convert(path: str, images: str | None, quarantine: Quarantine, *, sequences: str = "sequential.txt",
-            datamaps: str = "datamaps.json") -> RawDataset:
+            datamaps: str = "datamaps.json",
+            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> RawDataset:
     """Read `path`/sequential.txt and `path`/datamaps.json (file names overridable as options)."""
     sequences_file = require_file(os.path.join(path, sequences), "P5 sequence file")
     datamaps_file = require_file(os.path.join(path, datamaps), "P5 datamaps file")
@@ -61,6 +63,8 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, sequences:
             items.append(id2item[token])
             positions.append(position)
             lines.append(line)
+    if n_lines == 0:
+        raise DataFormatError("empty file (expected lines 'user_idx item_idx ...')", file=sequences_file, line=1)
 
     interactions = with_source(pd.DataFrame({"user_id": pd.Series(users, dtype="str"),
                                              "item_id": pd.Series(items, dtype="str"),
@@ -69,7 +73,7 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, sequences:
     item_table = pd.DataFrame({"item_id": pd.Series(list(id2item.values()), dtype="str")})
     item_table["title"] = item_table["item_id"]
     item_table["text"] = ""
-    item_table = attach_images(item_table, images, quarantine)
+    item_table = attach_images(item_table, images, quarantine, max_image_pixels=max_image_pixels)
     # Users named in datamaps but without a sequence are counted by clean.finalize as "empty_history".
     user_table = pd.DataFrame({"user_id": pd.Series(list(id2user.values()), dtype="str"), "profile": None})
     user_table[SOURCE_FILE] = pd.Categorical([datamaps_file] * len(user_table))
@@ -80,12 +84,17 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, sequences:
 
 
 def _read_datamaps(file: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(id2user, id2item) with string keys, as P5 writes them."""
+    """(id2user, id2item) with string keys, as P5 writes them; each must map at least one index."""
     try:
         with open(file, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"not valid JSON: {err}", file=file) from None
+    except UnicodeDecodeError as err:
+        raise decode_error(file, "utf-8", err) from None
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"not valid JSON: {err.msg} (column {err.colno})", file=file,
+                              line=err.lineno) from None
+    except RecursionError:
+        raise DataFormatError("not valid JSON: nested too deeply", file=file) from None
     maps = []
     for key in ("id2user", "id2item"):
         mapping = data.get(key) if isinstance(data, dict) else None
@@ -94,6 +103,8 @@ def _read_datamaps(file: str) -> tuple[dict[str, str], dict[str, str]]:
         blank = [index for index, real in mapping.items() if not isinstance(real, str) or not real.strip()]
         if blank:
             raise DataFormatError(f"index {blank[0]!r} maps to no id", file=file, field=key)
+        if not mapping:
+            raise DataFormatError(f"'{key}' maps no index", file=file, field=key)
         maps.append({str(index): real.strip() for index, real in mapping.items()})
     return maps[0], maps[1]
 

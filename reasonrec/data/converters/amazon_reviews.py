@@ -19,9 +19,9 @@ import pandas as pd
 
 from reasonrec.data.converters.base import RawDataset
 from reasonrec.data.converters.reading import (
-    SOURCE_FILE, as_bool, is_in, iter_lines, parse_numbers, require_file, with_source)
+    SOURCE_FILE, as_bool, is_in, iter_lines, parse_ratings, parse_timestamps, require_file, with_source)
 from reasonrec.data.errors import DataFormatError, Quarantine
-from reasonrec.data.images import attach_images
+from reasonrec.data.images import DEFAULT_MAX_IMAGE_PIXELS, attach_images
 
 REVIEW_FIELDS = {"user_id": "reviewerID", "item_id": "asin", "rating": "overall",
                  "timestamp": "unixReviewTime", "review": "reviewText", "review_title": "summary"}
@@ -29,7 +29,8 @@ REVIEW_PATTERNS = ("*.json.gz", "*.json", "*.jsonl", "*.jsonl.gz")
 
 
 def convert(path: str, images: str | None, quarantine: Quarantine, *, meta: str | None = None,
-            keep_unreviewed_items: bool | str = False, encoding: str = "utf-8") -> RawDataset:
+            keep_unreviewed_items: bool | str = False, encoding: str = "utf-8",
+            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> RawDataset:
     """Read one review file, or every review file in a folder (meta_* files excluded).
 
     Options: meta (metadata file), keep_unreviewed_items (keep metadata items nobody reviewed as
@@ -42,8 +43,8 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, meta: str 
         frames.append(frame)
     reviews = pd.concat(frames, ignore_index=True)
     reviews[SOURCE_FILE] = reviews[SOURCE_FILE].astype("category")
-    reviews = parse_numbers(reviews, "rating", quarantine, reason="bad_rating")
-    reviews = parse_numbers(reviews, "timestamp", quarantine, reason="bad_timestamp", integer=True)
+    reviews = parse_ratings(reviews, "rating", quarantine)
+    reviews = parse_timestamps(reviews, "timestamp", quarantine, dates=False)
 
     reviewed = reviews["item_id"].dropna().drop_duplicates()
     reviewed = reviewed[reviewed.str.strip() != ""]
@@ -52,7 +53,7 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, meta: str 
     else:
         items = _items_with_metadata(meta, reviewed, as_bool(keep_unreviewed_items, "keep_unreviewed_items"),
                                      quarantine, encoding, stats)
-    items = attach_images(items, images, quarantine)
+    items = attach_images(items, images, quarantine, max_image_pixels=max_image_pixels)
     return RawDataset(reviews.reset_index(drop=True), items, None, "unix", stats)
 
 
@@ -86,7 +87,8 @@ def _text(value: Any) -> str | None:
 
 
 def _read_reviews(file: str, quarantine: Quarantine, encoding: str) -> tuple[pd.DataFrame, int]:
-    """Review rows as canonical columns (numbers still raw: parse_numbers checks them with the line)."""
+    """Review rows as canonical columns (numbers still raw: parse_ratings / parse_timestamps check them with
+    the line). A file without a single record is a DataFormatError: an empty download, not an empty shop."""
     columns: dict[str, list] = {name: [] for name in REVIEW_FIELDS}
     lines: list[int] = []
     n_read = 0
@@ -103,8 +105,16 @@ def _read_reviews(file: str, quarantine: Quarantine, encoding: str) -> tuple[pd.
             value = record.get(source)
             columns[name].append(value if name in ("rating", "timestamp") else _text(value))
         lines.append(line)
+    require_records(file, n_read, lines)
     frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
     return with_source(frame, file, lines), n_read
+
+
+def require_records(file: str, n_read: int, lines: list[int]) -> None:
+    """A file without one readable record: an empty or wrong file, which must not pass as an empty table."""
+    if not lines:
+        problem = "empty file" if n_read == 0 else f"none of its {n_read} lines is a JSON object or dict literal"
+        raise DataFormatError(problem, file=file, line=1)
 
 
 def _items_with_metadata(meta: str, reviewed: pd.Series, keep_unreviewed: bool, quarantine: Quarantine,
@@ -126,6 +136,7 @@ def _items_with_metadata(meta: str, reviewed: pd.Series, keep_unreviewed: bool, 
         titles.append(_text(record.get("title")))
         texts.append(_item_text(record))
         lines.append(line)
+    require_records(meta, n_read, lines)
     items = with_source(pd.DataFrame({"item_id": pd.Series(ids, dtype=object),
                                       "title": pd.Series(titles, dtype=object),
                                       "text": pd.Series(texts, dtype=object)}), meta, lines)

@@ -17,10 +17,10 @@ import pandas as pd
 
 from reasonrec.data.converters.base import RawDataset
 from reasonrec.data.converters.reading import (
-    SOURCE_COLUMNS, SOURCE_LINE, as_bool, as_int, is_in, labelled_text, parse_numbers, quarantine_rows,
-    read_table, require_columns, require_file)
+    SOURCE_COLUMNS, SOURCE_LINE, as_bool, as_int, is_in, iter_lines, labelled_text, parse_ratings,
+    parse_timestamps, quarantine_rows, read_table, require_columns, require_file)
 from reasonrec.data.errors import DataFormatError, Quarantine
-from reasonrec.data.images import attach_images
+from reasonrec.data.images import DEFAULT_MAX_IMAGE_PIXELS, attach_images
 
 VARIANT_FILES = {
     "ml-latest": ("ratings.csv", "movies.csv"),
@@ -46,7 +46,8 @@ Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, dict]
 
 
 def convert(path: str, images: str | None, quarantine: Quarantine, *, variant: str | None = None,
-            encoding: str | None = None, tags: bool | str = True, max_tags: int | str = 10) -> RawDataset:
+            encoding: str | None = None, tags: bool | str = True, max_tags: int | str = 10,
+            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> RawDataset:
     """Read a MovieLens folder. Options: variant (ml-latest|ml-1m|ml-100k, default detected), encoding,
     tags (append ml-latest tags to item text), max_tags (most frequent tags kept per movie)."""
     variant = variant or detect_variant(path)
@@ -60,7 +61,7 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, variant: s
         if variant == "ml-latest" else {}
     interactions, items, users, stats = readers[variant](path, quarantine, encoding, **options)
     stats["variant"] = variant
-    items = attach_images(items, images, quarantine)
+    items = attach_images(items, images, quarantine, max_image_pixels=max_image_pixels)
     return RawDataset(interactions, items, users, "unix", stats)
 
 
@@ -76,9 +77,10 @@ def detect_variant(path: str) -> str:
 
 
 def _ratings(frame: pd.DataFrame, quarantine: Quarantine, user: str, item: str) -> pd.DataFrame:
-    """Canonical interaction columns from a ratings table; bad numbers are quarantined by parse_numbers."""
-    frame = parse_numbers(frame, "rating", quarantine, reason="bad_rating")
-    frame = parse_numbers(frame, "timestamp", quarantine, reason="bad_timestamp", integer=True)
+    """Canonical interaction columns from a ratings table; bad numbers and impossible times are quarantined
+    by parse_ratings / parse_timestamps."""
+    frame = parse_ratings(frame, "rating", quarantine)
+    frame = parse_timestamps(frame, "timestamp", quarantine, dates=False)
     return pd.DataFrame({"user_id": frame[user], "item_id": frame[item], "timestamp": frame["timestamp"],
                          "rating": frame["rating"], **{c: frame[c] for c in SOURCE_COLUMNS}})
 
@@ -112,7 +114,7 @@ def _read_latest(path: str, quarantine: Quarantine, encoding: str, *, tags: bool
     if tags and os.path.isfile(tags_file):
         tag_text, n_read = _tag_text(tags_file, movies["movieId"], quarantine, encoding, max_tags)
         stats["files"][tags_file] = {"rows_read": n_read}
-        extra = movies["movieId"].map(tag_text).fillna("")
+        extra = movies["movieId"].map(tag_text).astype(object).fillna("")  # object: no tags at all maps to float NaN
         text = pd.Series([". ".join(part for part in pair if part) for pair in zip(text, extra)],
                          index=movies.index, dtype=object)
     return interactions, _items(movies, "movieId", "title", text), None, stats
@@ -121,7 +123,7 @@ def _read_latest(path: str, quarantine: Quarantine, encoding: str, *, tags: bool
 def _tag_text(tags_file: str, movie_ids: pd.Series, quarantine: Quarantine, encoding: str,
               max_tags: int) -> tuple[pd.Series, int]:
     """{movieId: 'Tags: a, b'} with each movie's most used tags (ties: first used first)."""
-    frame, n_read = read_table(tags_file, quarantine, encoding=encoding)
+    frame, n_read = read_table(tags_file, quarantine, encoding=encoding, allow_empty=True)  # no tags is fine
     require_columns(frame.columns, ["movieId", "tag"], tags_file)
     blank = frame["tag"] == ""
     quarantine_rows(quarantine, frame[blank], reason="empty_tag", field="tag")
@@ -208,8 +210,12 @@ def _read_genre_names(file: str, encoding: str) -> list[str]:
     """u.genre ('name|index' lines) when present, else the 19 genres of the published ml-100k."""
     if not os.path.isfile(file):
         return list(ML100K_GENRES)
-    with open(file, encoding=encoding) as handle:
-        pairs = [line.strip().split("|") for line in handle if line.strip()]
-    if any(len(pair) != 2 or not pair[1].isdigit() for pair in pairs):
-        raise DataFormatError("u.genre lines must be 'name|index'", file=file)
+    numbered = [(number, line.strip().split("|")) for number, line in iter_lines(file, encoding) if line.strip()]
+    for number, pair in numbered:
+        if len(pair) != 2 or not pair[1].isdigit():
+            raise DataFormatError(f"u.genre lines must be 'name|index', got {'|'.join(pair)[:80]!r}", file=file,
+                                  line=number)
+    if not numbered:
+        raise DataFormatError("empty genre list (lines 'name|index')", file=file, line=1)
+    pairs = [pair for _, pair in numbered]
     return [name for name, _ in sorted(pairs, key=lambda pair: int(pair[1]))]

@@ -17,10 +17,10 @@ import pandas as pd
 
 from reasonrec.data.converters.base import RawDataset
 from reasonrec.data.converters.reading import (
-    SOURCE_COLUMNS, iter_records, labelled_text, ordinal_timestamps, parse_numbers, parse_timestamps,
+    SOURCE_COLUMNS, iter_records, labelled_text, ordinal_timestamps, parse_ratings, parse_timestamps,
     read_table, require_file)
 from reasonrec.data.errors import DataFormatError, Quarantine
-from reasonrec.data.images import attach_images
+from reasonrec.data.images import DEFAULT_MAX_IMAGE_PIXELS, attach_images
 
 USER_ALIASES = ("user_id", "user", "uid", "userid", "user_idx")
 ITEM_ALIASES = ("item_id", "item", "iid", "itemid", "item_idx", "video_id")
@@ -31,7 +31,8 @@ TEXT_ALIASES = ("tag", "tags", "description", "desc", "category", "categories")
 
 
 def convert(path: str, images: str | None, quarantine: Quarantine, *, interactions: str | None = None,
-            items: str | None = None, encoding: str = "utf-8", delimiter: str = ",") -> RawDataset:
+            items: str | None = None, encoding: str = "utf-8", delimiter: str = ",",
+            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> RawDataset:
     """Read `path`. Options: interactions / items (CSV file names in `path`, or paths; default: the one CSV
     whose header has user and item columns, and the one with an item but no user column)."""
     if not os.path.isdir(path):
@@ -46,7 +47,7 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, interactio
     time = find_column(frame.columns, TIME_ALIASES, interactions_file, "timestamp", required=False)
     rating = find_column(frame.columns, RATING_ALIASES, interactions_file, "rating", required=False)
     if rating:
-        frame = parse_numbers(frame, rating, quarantine, reason="bad_rating")
+        frame = parse_ratings(frame, rating, quarantine)
     if time:
         frame = parse_timestamps(frame, time, quarantine)
     events = pd.DataFrame({"user_id": frame[user], "item_id": frame[item]})
@@ -68,7 +69,7 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, interactio
         "text": labelled_text(info, {column: column.lower() for column in text_columns}),
         **{column: info[column] for column in SOURCE_COLUMNS}})
     stats["columns"].update({"title": title, "text": text_columns})
-    item_table = attach_images(item_table, images, quarantine)
+    item_table = attach_images(item_table, images, quarantine, max_image_pixels=max_image_pixels)
     return RawDataset(events, item_table, None, "unix" if time else "ordinal", stats)
 
 

@@ -15,9 +15,10 @@ import pandas as pd
 
 from reasonrec.data.converters.base import RawDataset
 from reasonrec.data.converters.reading import (
-    SOURCE_COLUMNS, labelled_text, ordinal_timestamps, parse_numbers, read_table, require_columns, require_file)
+    SOURCE_COLUMNS, labelled_text, ordinal_timestamps, parse_ratings, parse_timestamps, read_table, require_columns,
+    require_file)
 from reasonrec.data.errors import DataFormatError, Quarantine
-from reasonrec.data.images import attach_images
+from reasonrec.data.images import DEFAULT_MAX_IMAGE_PIXELS, attach_images
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
 TITLE_FIELDS = ("title", "movie_title")
@@ -25,7 +26,8 @@ TITLE_FIELDS = ("title", "movie_title")
 
 def convert(path: str, images: str | None, quarantine: Quarantine, *, name: str | None = None,
             user_field: str = "user_id", item_field: str = "item_id", time_field: str = "timestamp",
-            rating_field: str = "rating", encoding: str = "utf-8") -> RawDataset:
+            rating_field: str = "rating", encoding: str = "utf-8",
+            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> RawDataset:
     """Read the atomic files of dataset `name` (default: the only *.inter file in `path`)."""
     name = name or _dataset_name(path)
     stats: dict = {"files": {}, "name": name}
@@ -43,11 +45,11 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, name: str 
     inter, inter_types = atomic("inter", [user_field, item_field])
     columns = {"user_id": user_field, "item_id": item_field}
     if rating_field in inter_types:
-        inter = parse_numbers(inter, rating_field, quarantine, reason="bad_rating")
+        inter = parse_ratings(inter, rating_field, quarantine)
         columns["rating"] = rating_field
     timestamp_kind = "unix" if time_field in inter_types else "ordinal"
     if timestamp_kind == "unix":
-        inter = parse_numbers(inter, time_field, quarantine, reason="bad_timestamp", integer=True)
+        inter = parse_timestamps(inter, time_field, quarantine, dates=False)
         columns["timestamp"] = time_field
     interactions = pd.DataFrame({canonical: inter[field] for canonical, field in columns.items()})
     if timestamp_kind == "ordinal":
@@ -80,7 +82,7 @@ def convert(path: str, images: str | None, quarantine: Quarantine, *, name: str 
                               "profile": labelled_text(frame, {field: field for field in profile_fields}),
                               **{column: frame[column] for column in SOURCE_COLUMNS}})
         users.loc[users["profile"] == "", "profile"] = None
-    items = attach_images(items, images, quarantine)
+    items = attach_images(items, images, quarantine, max_image_pixels=max_image_pixels)
     return RawDataset(interactions, items, users, timestamp_kind, stats)
 
 

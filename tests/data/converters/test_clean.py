@@ -74,7 +74,7 @@ def test_rules_quarantine_with_file_line_and_field() -> None:
         "empty_history": 1, "users_without_profile": 1, "interactions_out": 5, "items_out": 4, "users_out": 3,
         "items_without_interactions": 1}
     assert out.stats["files"] == {"ratings.csv": {"rows_read": 9}} and out.stats["source"] == "toy"
-    assert out.stats["items_by_image_status"] == {"ok": 0, "missing": 0, "corrupt": 0, "none": 4}
+    assert out.stats["items_by_image_status"] == {"ok": 0, "missing": 0, "corrupt": 0, "refused": 0, "none": 4}
     # every row read is either kept or quarantined (few rows here, so every entry is an example)
     set_aside = [row.file for rows in quarantine.examples.values() for row in rows]
     assert 9 == len(out.interactions) + set_aside.count("ratings.csv")

@@ -203,3 +203,18 @@ def test_real_ml_latest_small_with_posters(shared_data: Path) -> None:
     assert items.loc["1", "text"].startswith("Genres: Adventure, Animation, Children, Comedy, Fantasy")
     assert out.interactions["rating"].between(0.5, 5.0).all()
     assert pd.api.types.is_integer_dtype(out.interactions["timestamp"])
+
+
+def test_header_only_ratings_are_an_error_header_only_tags_are_not(tmp_path: Path) -> None:
+    _write(tmp_path / "movies.csv", "movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    _write(tmp_path / "tags.csv", "userId,movieId,tag,timestamp\n")  # no tags: a valid, if sparse, source
+    _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n")
+    with pytest.raises(DataFormatError, match="no data rows after the header") as err:
+        convert(str(tmp_path), None, Quarantine())
+    assert (err.value.file, err.value.line) == (str(tmp_path / "ratings.csv"), 2)
+    _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,100\n2,1,4,-100\n3,1,4,1.6e12\n")
+    quarantine = Quarantine()
+    raw = convert(str(tmp_path), None, quarantine)
+    assert raw.interactions["timestamp"].tolist() == [100] and raw.items["text"].tolist() == ["Genres: Animation"]
+    assert _entries(quarantine) == {("timestamp_out_of_range", "ratings.csv", 3, "timestamp"),
+                                    ("timestamp_out_of_range", "ratings.csv", 4, "timestamp")}
