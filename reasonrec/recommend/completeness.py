@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reasonrec.io import join, open_fs
@@ -102,25 +102,29 @@ def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDi
     held_files = [p for p in files if p.startswith(quarantine_prefix)]
     table_files = [p for p in files if not p.startswith(quarantine_prefix)]
     ids = requested.table["user_id"]
+    index = pd.Index(ids.to_numpy().astype(object))   # unique: read_requested de-duplicated it
     problems: list[str] = []
 
-    rows_per_user = np.zeros(requested.n, dtype=np.int64)
-    top_rank = np.zeros(requested.n, dtype=np.int64)
-    keys = []   # user position * (k + 1) + rank: a repeated key is a doubled (user, rank)
+    # seen[user, rank]: is each (user, rank) row on disk never, once or more (0/1/2); n x (k + 1) bytes (11 MB at
+    # 1M users, k=10), where collecting every row's key would take 80 MB and a sort
+    seen = np.zeros((requested.n, k + 1), dtype=np.uint8)
     for path in table_files:
         part = _read(fs, path, ["user_id", "rank"])
-        position, known = _positions(part["user_id"], ids, _name(fs, path), problems)
+        position, known = _positions(part["user_id"], index, _name(fs, path), problems)
         rank = part["rank"].to_numpy().astype(np.int64)[known]
         if ((rank < 1) | (rank > k)).any():
             problems.append(f"{_name(fs, path)}: rank outside 1..{k}")
-            rank = np.clip(rank, 0, k)
-        np.add.at(rows_per_user, position, 1)
-        np.maximum.at(top_rank, position, rank)
-        keys.append(position * (k + 1) + rank)
-    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
-    doubled = len(all_keys) - len(np.unique(all_keys))
+            rank = np.clip(rank, 0, k)   # out-of-range ranks counted at 0 (ignored) or k: the night fails anyway
+        keys, counts = np.unique(position * (k + 1) + rank, return_counts=True)
+        flat = seen.reshape(-1)
+        flat[keys] = np.minimum(flat[keys] + counts.clip(max=2), 2)   # 0, 1 or 2 = "more than once"
+    doubled = int((seen[:, 1:] > 1).sum())
     if doubled:
         problems.append(f"{doubled} (user, rank) rows appear more than once")
+    present = seen[:, 1:] > 0
+    rows_per_user = present.sum(axis=1)
+    # ranks 1..r exactly: r ranks present and the highest present is r (no gap below it)
+    top_rank = np.where(present.any(axis=1), k - np.argmax(present[:, ::-1], axis=1), 0)
     scored = rows_per_user > 0
     gaps = np.flatnonzero(scored & (top_rank != rows_per_user))
     if len(gaps) and not doubled:
@@ -128,7 +132,7 @@ def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDi
 
     held = np.zeros(requested.n, dtype=np.int64)
     for path in held_files:
-        position, _ = _positions(_read(fs, path, ["user_id"])["user_id"], ids, _name(fs, path), problems)
+        position, _ = _positions(_read(fs, path, ["user_id"])["user_id"], index, _name(fs, path), problems)
         np.add.at(held, position, 1)
     _describe(problems, ids, np.flatnonzero(held > 1), "quarantined more than once")
     _describe(problems, ids, np.flatnonzero(scored & (held > 0)), "both scored and quarantined")
@@ -148,16 +152,16 @@ def _name(fs, path: str) -> str:
     return fs.unstrip_protocol(path) if hasattr(fs, "unstrip_protocol") else path
 
 
-def _positions(user_id: pa.ChunkedArray, requested: pa.ChunkedArray, where: str,
+def _positions(user_id: pa.ChunkedArray, requested: pd.Index, where: str,
                problems: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each row's position in the requested users, and which rows have one: rows of users nobody asked for are
-    reported and skipped."""
-    position = pc.index_in(user_id, value_set=requested.combine_chunks())
-    unknown = position.is_null().to_numpy(zero_copy_only=False)
-    if unknown.any():
-        example = user_id.filter(pa.array(unknown))[0].as_py()
-        problems.append(f"{where}: {int(unknown.sum())} rows of users not requested tonight, e.g. {example!r}")
-    return position.filter(pa.array(~unknown)).to_numpy().astype(np.int64), ~unknown
+    reported and skipped. `requested` is a pandas Index so its hash table is built once, not once per part."""
+    position = requested.get_indexer(user_id.to_numpy().astype(object))
+    known = position >= 0
+    if not known.all():
+        example = user_id.filter(pa.array(~known))[0].as_py()
+        problems.append(f"{where}: {int((~known).sum())} rows of users not requested tonight, e.g. {example!r}")
+    return position[known].astype(np.int64), known
 
 
 def _describe(problems: list[str], ids: pa.ChunkedArray, positions: np.ndarray, what: str) -> None:
