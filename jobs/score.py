@@ -7,7 +7,8 @@
 
 Pipeline (Ray Data, streaming, bounded memory):
 
-    tonight's users (user_id, user_idx; read and de-duplicated by the driver) ─▶ CandidateScorer actors (CPU): each batch's histories + EH read from the row groups of
+    tonight's users (user_id, user_idx; read, checked and de-duplicated by the driver)
+      ─▶ CandidateScorer actors (CPU): each batch's histories + EH read from the row groups of
       <dataset>/tonight/histories.parquet (made once by the setup); faiss retrieval + the best tool's scores
       ─▶ RouterScorer actors (GPU when present): route; VLM first pass; refine pass for high-risk users
          (histories, EH and candidates arrive in the batch: no actor holds the data set's interactions)
@@ -41,7 +42,8 @@ from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
 from reasonrec.publish import Publication, clean_stale_staging
 from reasonrec.recommend.bundle import model_version, resolve_router
-from reasonrec.recommend.completeness import IncompleteNight, NightOnDisk, RequestedUsers, read_requested, verify_staging
+from reasonrec.recommend.completeness import (IncompleteNight, NightOnDisk, RequestedUsers, read_requested,
+                                              verify_staging)
 from reasonrec.recommend.histories import ensure_histories
 from reasonrec.router.policy import ROUTES
 from reasonrec.scoring import ScoreConfig
