@@ -3,7 +3,9 @@
 A new local cluster (a laptop run: no address given and no RAY_ADDRESS) listens on loopback only. Ray on Linux
 otherwise binds its gRPC servers, the dashboard agent and the metrics exporter on every interface, without
 authentication on the metrics port. Ray's own single-machine mode (what it uses on macOS) puts every process on
-127.0.0.1; `REASONREC_RAY_LISTEN=all` keeps Ray's Linux default for a laptop that other machines must reach.
+127.0.0.1; Serve replicas' inter-deployment gRPC servers, which Ray binds on every interface whatever the mode,
+follow through `keep_serve_replicas_on_loopback`. `REASONREC_RAY_LISTEN=all` keeps Ray's Linux default for a
+laptop that other machines must reach.
 Joining a cluster (`ray job submit`, `ray_address`, RAY_ADDRESS) changes nothing: that cluster's `ray start`
 decided its addresses.
 
@@ -48,6 +50,29 @@ def _single_machine_mode() -> None:
 
     os.environ[RAY_SINGLE_MACHINE_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def keep_serve_replicas_on_loopback() -> None:
+    """Ray Serve 2.60 binds every replica's inter-deployment gRPC server to "[::]:0" (serve/_private/replica.py,
+    not configurable). In a cluster started by init_ray on loopback (the variable is inherited by every Ray
+    process), bind it to 127.0.0.1 instead: that is the address Ray's single-machine mode advertises for the node,
+    so the other replicas still reach it. Called where replica processes import the app (actors/serve.py);
+    tests/jobs/test_stop_signals.py checks the sockets and a request across deployments."""
+    if os.environ.get(RAY_SINGLE_MACHINE_ENV) != "0":
+        return
+    from ray.serve._private import replica
+
+    bind = getattr(replica, "add_port_to_grpc_server", None)
+    if bind is None or getattr(bind, "on_loopback", False):
+        return
+
+    def bind_on_loopback(server, address: str):
+        if address.startswith("[::]:"):
+            address = "127.0.0.1:" + address[len("[::]:"):]
+        return bind(server, address)
+
+    bind_on_loopback.on_loopback = True
+    replica.add_port_to_grpc_server = bind_on_loopback
 
 
 def stop_on_signals() -> None:

@@ -8,9 +8,13 @@
 
 Start it with jobs/serve.py, or `serve run actors.serve:app config=configs/serve/synthetic.yaml [key=value ...]`
 (other args are config overrides). Replicas load their models in a background thread, so the app is up at
-once and GET /readyz answers 503 (and the API 503 "loading") until every deployment has loaded. A full queue
-(max_queued_requests) is a 503, never a crashed replica: Serve's own at the ingress, the router's (with
-Retry-After) for the Tools and VLM deployments. One request's failure is a 500 naming the error.
+once and GET /readyz answers 503 (and the API 503 "loading", with Retry-After) until every deployment has
+loaded. Every error is JSON {"detail": ...} (reasonrec/serving/errors.py), whoever refuses the request:
+reasonrec.serving.guard in front of FastAPI (413 body too large, 415 not JSON, 503 + Retry-After when the
+ingress is full: Serve's own full-queue answer would be text/plain, so Serve lets more in and the guard sheds),
+FastAPI (400 malformed JSON, 422 invalid fields), the router (503 + Retry-After when a Tools or VLM queue is
+full, 501 for what this deployment cannot do). One request's failure is a 500 naming the error; messages
+about the server never carry its paths (errors.redact).
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures' body models at runtime.
 """
@@ -30,21 +34,27 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
+from actors.cluster import keep_serve_replicas_on_loopback
 from reasonrec.config import load_config
 from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.router.config import RouterConfig
 from reasonrec.serving import api
 from reasonrec.serving.config import DeploymentSettings, ServeConfig
+from reasonrec.serving.errors import redact, retry_headers
+from reasonrec.serving.guard import Guard
 from reasonrec.serving.online import BadRequest, Catalogue, Pending, answer_stage, cold_start, resolve, tools_stage
+
+keep_serve_replicas_on_loopback()   # runs in every replica process, which imports this module to build the app
 
 # Test hook: replicas wait to load until this file exists (so "not ready yet" can be observed).
 HOLD_ENV = "RR_SERVE_HOLD_LOAD"
 
 
-def _reply(status: int, body: dict | None = None, detail: str | None = None) -> dict:
-    """What a replica hands the router: an HTTP status and a body (or a message)."""
-    return {"status": status, "body": body, "detail": detail}
+def _reply(status: int, body: dict | None = None, detail: str | None = None, retry: bool = False) -> dict:
+    """What a replica hands the router: an HTTP status and a body (or a message); retry: the condition clears
+    by itself (Retry-After is sent), unlike a failed load or a missing tool."""
+    return {"status": status, "body": body, "detail": detail, "retry": retry}
 
 
 class Loader:
@@ -62,7 +72,8 @@ class Loader:
                 time.sleep(0.05)
             load()
         except Exception as err:  # noqa: BLE001 - reported by /readyz and every request instead
-            self.error = f"{type(err).__name__}: {err}"
+            print(f"[serve] loading failed: {type(err).__name__}: {err}", flush=True)   # the full text: replica log
+            self.error = redact(f"{type(err).__name__}: {err}")
         finally:
             self.done.set()
 
@@ -71,8 +82,8 @@ class Loader:
 
     def gate(self) -> dict | None:
         if not self.done.is_set():
-            return _reply(503, detail="models are still loading; retry shortly (see GET /readyz)")
-        if self.error is not None:
+            return _reply(503, detail="models are still loading; retry shortly (see GET /readyz)", retry=True)
+        if self.error is not None:   # unavailable until redeployed: no Retry-After
             return _reply(503, detail=f"models failed to load: {self.error}")
         return None
 
@@ -109,11 +120,12 @@ class Tools:
         bundle = _bundle(self.cfg, self.router, self.version)
         bundle.everything, bundle.tonight_eh, bundle.tools, bundle.retrieval  # noqa: B018 - load them now
         self.catalogue = Catalogue(bundle)
-        try:  # the recommend API works without a CTR tool; /v1/ctr then says why it cannot answer
+        try:  # the recommend API works without a CTR tool; /v1/ctr then says why it cannot answer (501)
             self.ctr_name = choose_ctr_tool(bundle.tools_dir, self.cfg.ctr_tool)
             self.ctr_tool = load_ctr_tool(bundle.tools_dir, self.ctr_name, self.tmp.name)
         except (FileNotFoundError, ValueError) as err:
-            self.ctr_tool, self.ctr_error = None, str(err)
+            print(f"[serve] /v1/ctr is off (recommend.tools_dir = {bundle.tools_dir}): {err}", flush=True)
+            self.ctr_tool, self.ctr_error = None, redact(str(err))
         self.bundle = bundle
 
     def status(self) -> dict:
@@ -136,8 +148,8 @@ class Tools:
 
         if (gate := self.loader.gate()) is not None:
             return gate
-        if self.ctr_tool is None:
-            return _reply(503, detail=f"no CTR tool: {self.ctr_error}")
+        if self.ctr_tool is None:   # a deployment without a CTR tool: permanent until reconfigured, so not a 503
+            return _reply(501, detail=f"this deployment has no CTR tool: {self.ctr_error}")
         request = api.CTRRequest.model_validate(body)
         try:
             if len(request.item_ids) > self.cfg.max_ctr_items:
@@ -205,9 +217,10 @@ class VLM:
 
 fastapi_app = FastAPI(title="ReasonRec", version="1", description=(
     "Risk-routed recommendations from the nightly job's artifacts and router (same model version, same policy). "
-    "Errors are JSON {\"detail\": message}: 400 malformed JSON, 422 invalid fields, 503 loading or overloaded "
-    "(retry after the Retry-After header)."))
-ERRORS = {400: {"model": api.Problem}, 422: {"model": api.Problem}, 503: {"model": api.Problem}}
+    "Errors are JSON {\"detail\": message}: 400 malformed JSON, 413 body over max_body_bytes, 415 body not sent "
+    "as application/json, 422 invalid fields (strict types: no coercion), 501 not available in this deployment "
+    "(no VLM, no CTR tool), 503 loading or overloaded (retry after the Retry-After header)."))
+ERRORS = {status: {"model": api.Problem} for status in (400, 413, 415, 422, 503)}
 
 
 @fastapi_app.exception_handler(RequestValidationError)
@@ -221,10 +234,16 @@ async def _invalid(request: Request, err: RequestValidationError) -> JSONRespons
     return JSONResponse({"detail": text}, status_code=422)
 
 
-def _http(reply: dict) -> JSONResponse | dict:
+@fastapi_app.exception_handler(Exception)
+async def _crashed(request: Request, err: Exception) -> JSONResponse:
+    """An exception no route caught: still the JSON error format (Starlette's default is text/plain)."""
+    return JSONResponse({"detail": _failed(err)["detail"]}, status_code=500)
+
+
+def _http(reply: dict, retry_after_s: int = 1) -> JSONResponse | dict:
     if reply["status"] == 200:
         return reply["body"]
-    headers = {"Retry-After": "1"} if reply["status"] == 503 else None
+    headers = retry_headers(reply["status"], retry_after_s if reply.get("retry") else None)
     return JSONResponse({"detail": reply["detail"]}, status_code=reply["status"], headers=headers)
 
 
@@ -232,14 +251,14 @@ async def _call(method, *args) -> Any:
     """A handle call; a full queue downstream is a 503 reply (Serve's backpressure), not an error."""
     try:
         return await method.remote(*args)
-    except BackPressureError as err:
-        return _reply(503, detail=f"overloaded, retry later ({err})")
+    except BackPressureError:
+        return _reply(503, detail="overloaded: the queue behind the ingress is full; retry shortly", retry=True)
     except Exception as err:  # noqa: BLE001 - one failed request is a 500 with its reason; the replica lives on
         return _failed(err)
 
 
 def _failed(err: Exception) -> dict:
-    return _reply(500, detail=f"internal error: {type(err).__name__}: {str(err)[-300:]}")
+    return _reply(500, detail=redact(f"internal error: {type(err).__name__}: {str(err)[-300:]}"))
 
 
 NO_VLM = _reply(501, detail="explanations need a VLM: recommend.vlm_dir is null")
@@ -249,11 +268,24 @@ NO_VLM = _reply(501, detail="explanations need a VLM: recommend.vlm_dir is null"
 @serve.ingress(fastapi_app)
 class Router:
     """tools: the Tools deployment's handle, or None when this replica runs the tools itself (tools_in_ingress,
-    built from cfg/router); vlm: the VLM deployment's handle, or None without a VLM."""
+    built from cfg/router); vlm: the VLM deployment's handle, or None without a VLM; guard: Guard's settings
+    (guard_settings)."""
 
-    def __init__(self, tools, vlm, version: str, cfg: dict | None = None, router: dict | None = None):
+    retry_after_s = 1   # ServeConfig.retry_after_s, set per replica in __init__
+
+    def __init__(self, tools, vlm, version: str, cfg: dict | None = None, router: dict | None = None,
+                 guard: dict | None = None):
         self.tools, self.vlm, self.version = tools, vlm, version
+        self.guard = guard or {}
+        self.retry_after_s = self.guard.get("retry_after_s", 1)
         self.local = Tools(cfg, router, version) if tools is None else None
+
+    def __serve_build_asgi_app__(self):
+        """The app Serve serves: the FastAPI routes behind Guard (body size, content type, admission), which
+        answers before FastAPI reads a body. Serve (ray 2.60) calls this after __init__ and serves its result
+        (replica.py: _initialize_asgi_callable); tests/jobs/test_serve.py checks over HTTP that the guard is in
+        front."""
+        return Guard(self.app, **self.guard) if self.guard else self.app
 
     async def _tools(self, method: str, *args) -> Any:
         """A Tools method, in this replica (a plain call: a few ms of CPU, no hop) or over its handle."""
@@ -272,7 +304,7 @@ class Router:
     async def readyz(self):
         names = ("tools", "vlm") if self.vlm is not None else ("tools",)
         replies = await asyncio.gather(self._tools("status"), *([_call(self.vlm.status)] if self.vlm else []))
-        states = {name: r if "ready" in r else {"ready": False, "error": r["detail"]}
+        states = {name: r if "ready" in r else {"ready": False, "error": redact(r["detail"])}
                   for name, r in zip(names, replies)}
         body = {"ready": all(s["ready"] for s in states.values()), "model_version": self.version,
                 "waiting_for": [n for n, s in states.items() if not s["ready"]],
@@ -284,17 +316,17 @@ class Router:
         out = await self._tools("recommend", request.model_dump())
         if isinstance(out, Pending):   # off the tool route: the VLM finishes it
             out = await _call(self.vlm.answer, out)
-        return _http(out)
+        return _http(out, self.retry_after_s)
 
-    @fastapi_app.post("/v1/ctr", response_model=api.CTRResponse, responses=ERRORS)
+    @fastapi_app.post("/v1/ctr", response_model=api.CTRResponse, responses={**ERRORS, 501: {"model": api.Problem}})
     async def ctr(self, request: api.CTRRequest):
-        return _http(await self._tools("ctr", request.model_dump()))
+        return _http(await self._tools("ctr", request.model_dump()), self.retry_after_s)
 
     @fastapi_app.post("/v1/explain", response_model=api.ExplainResponse, responses={**ERRORS, 501: {"model": api.Problem}})
     async def explain(self, request: api.ExplainRequest):
         if self.vlm is None:
             return _http(NO_VLM)
-        return _http(await _call(self.vlm.explain, request.model_dump()))
+        return _http(await _call(self.vlm.explain, request.model_dump()), self.retry_after_s)
 
 
 # --------------------------------------------------------------------------------------------- building it
@@ -318,6 +350,24 @@ def _thread_env(settings: DeploymentSettings) -> dict:
                                          "MKL_NUM_THREADS": str(settings.torch_threads)}}}
 
 
+def guard_settings(cfg: ServeConfig) -> dict:
+    """Guard's arguments: the config's body limit and the ingress's ongoing / queued limits."""
+    return {"max_body_bytes": cfg.max_body_bytes, "max_ongoing": cfg.router.max_ongoing_requests,
+            "max_queued": cfg.router.max_queued_requests, "retry_after_s": cfg.retry_after_s}
+
+
+def ingress_options(cfg: ServeConfig) -> dict:
+    """The Router's Serve options. The guard enforces router.max_ongoing_requests / max_queued_requests (JSON
+    503 + Retry-After); Serve must not refuse first (its answer is text/plain), so Serve lets in twice the
+    ongoing + queued limit (the excess is turned away by the guard at once, freeing its slot) and queues the
+    rest without a bound (Serve's default), each of them let in, and answered, as slots free."""
+    options = deployment_options(cfg.router, _gpus(cfg.router))
+    ongoing, queued = cfg.router.max_ongoing_requests, cfg.router.max_queued_requests
+    options["max_ongoing_requests"] = ongoing if queued == -1 else 2 * (ongoing + queued)
+    options["max_queued_requests"] = -1
+    return options
+
+
 def _gpus(settings: DeploymentSettings) -> float:
     if settings.num_gpus != "auto":
         return float(settings.num_gpus)
@@ -334,12 +384,12 @@ def build(cfg: ServeConfig, router: dict, version: str):
     if cfg.recommend.vlm_dir is not None:
         vlm = serve.deployment(VLM).options(name="VLM", **deployment_options(cfg.vlm, _gpus(cfg.vlm))).bind(
             data, router, version)
-    ingress = deployment_options(cfg.router, _gpus(cfg.router))
+    ingress, guard = ingress_options(cfg), guard_settings(cfg)
     if cfg.tools_in_ingress:   # the tools' thread settings hold in the Router's process
         ingress["ray_actor_options"].update(_thread_env(cfg.tools))
-        return Router.options(**ingress).bind(None, vlm, version, data, router)
+        return Router.options(**ingress).bind(None, vlm, version, data, router, guard)
     tools = serve.deployment(Tools).options(name="Tools", **deployment_options(cfg.tools, _gpus(cfg.tools)))
-    return Router.options(**ingress).bind(tools.bind(data, router, version), vlm, version)
+    return Router.options(**ingress).bind(tools.bind(data, router, version), vlm, version, guard=guard)
 
 
 def versioned_router(cfg: ServeConfig) -> tuple[dict, str]:

@@ -20,8 +20,9 @@ class Bootstrap(StrictModel):
     train_tools_config: str | None = Field("configs/train_tools/synthetic.yaml", description=(
         "jobs/train_tools.py config that writes the tools (null: missing tools are an error)."))
     train_tools_overrides: list[str] = Field(
-        default_factory=lambda: ["tools=[sasrec,gru4rec,bpr_mf,lightgcn,two_tower]"], description=(
-            "key=value overrides for that job: the demo trains the ranking tools the router uses."))
+        default_factory=lambda: ["tools=[sasrec,gru4rec,bpr_mf,lightgcn,two_tower,dlrm]"], description=(
+            "key=value overrides for that job: the demo trains the ranking tools the router uses and DLRM, "
+            "the CTR tool behind the Serve app's /v1/ctr (~6 s)."))
     train_vlm_config: str | None = Field("configs/train_vlm/synthetic.yaml", description=(
         "jobs/train_vlm.py config that writes recommend.vlm_dir (null: a missing VLM is an error)."))
     train_vlm_overrides: list[str] = Field(

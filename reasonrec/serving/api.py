@@ -1,15 +1,20 @@
 """The HTTP API's request and response bodies. FastAPI turns them into the OpenAPI schema (GET /openapi.json,
 /docs), so every field carries its description and its limits; unknown fields are refused (422).
 
+Requests are strict: a JSON value of the wrong type is a 422 naming the field, never coerced (`"k": "5"`,
+`5.0` or `true` is not k=5 or k=1; an id must be a JSON string). Ids are bounded in length wherever they appear
+(also inside lists, so no error message echoes a megabyte id); pydantic refuses text that is not valid Unicode
+(a lone surrogate, valid JSON as "\\ud800"), so nothing the answer echoes fails to encode.
+
 Static limits here bound what a request may carry at all; the configured ones (ServeConfig.max_k,
 max_history, max_ctr_items) are checked by reasonrec.serving.online with a message naming the field.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from reasonrec.config import StrictModel
 
@@ -17,18 +22,27 @@ ID_MAX_CHARS = 256
 LIST_HARD_LIMIT = 10_000   # no request body parses a longer list, whatever the config allows
 
 Route = Literal["tool", "vlm", "vlm+tools", "cold_start"]
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_CHARS)]   # a user or item id, wherever it appears
 
 
-class RecommendRequest(StrictModel):
+class Request(StrictModel):
+    """Base of the request bodies: strict types on top of StrictModel's unknown-field refusal (the module
+    docstring says why)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class RecommendRequest(Request):
     """Top-k items for a user (tonight's history) or for a given history (a session)."""
 
-    user_id: str | None = Field(None, min_length=1, max_length=ID_MAX_CHARS, description=(
+    user_id: Id | None = Field(None, description=(
         "A user of the dataset: their history is every interaction tonight's table was scored on. An unknown "
         "user_id is cold start (see `route`), not an error."))
-    history: list[str] | None = Field(None, max_length=LIST_HARD_LIMIT, description=(
+    history: list[Id] | None = Field(None, max_length=LIST_HARD_LIMIT, description=(
         "Item ids, oldest first. With a known user_id it replaces their stored history; without one (or with an "
         "unknown one) it is a cold-start session. Every id must be in the catalogue; at most max_history ids."))
-    k: int = Field(10, ge=1, le=1000, description="Items to return (at most the config's max_k).")
+    k: int = Field(10, ge=1, le=1000, description=(
+        "Items to return (at most the config's max_k); a JSON integer (\"5\", 5.0 and true are refused)."))
     task: Literal["sequential"] = Field("sequential", description=(
         "Recommendation task; the online router serves the sequential (next-item) task."))
 
@@ -63,12 +77,12 @@ class RecommendResponse(StrictModel):
     cold_start: bool = Field(description="True when the user is not in the dataset.")
 
 
-class CTRRequest(StrictModel):
+class CTRRequest(Request):
     """Click probabilities of items for one user."""
 
-    user_id: str = Field(min_length=1, max_length=ID_MAX_CHARS, description=(
+    user_id: Id = Field(description=(
         "A user of the dataset; an unknown one gets the average probability over a seeded sample of known users."))
-    item_ids: list[str] = Field(min_length=1, max_length=LIST_HARD_LIMIT, description=(
+    item_ids: list[Id] = Field(min_length=1, max_length=LIST_HARD_LIMIT, description=(
         "Catalogue item ids to score (at most the config's max_ctr_items)."))
 
 
@@ -84,12 +98,12 @@ class CTRResponse(StrictModel):
     cold_start: bool = Field(description="True when the user is not in the dataset (population average).")
 
 
-class ExplainRequest(StrictModel):
+class ExplainRequest(Request):
     """Why this item for this user, in the VLM's words."""
 
-    user_id: str = Field(min_length=1, max_length=ID_MAX_CHARS, description=(
+    user_id: Id = Field(description=(
         "A user of the dataset (unknown = an empty history, evidence horizon 1.0)."))
-    item_id: str = Field(min_length=1, max_length=ID_MAX_CHARS, description="Catalogue item id to explain.")
+    item_id: Id = Field(description="Catalogue item id to explain.")
 
 
 class ExplainResponse(StrictModel):

@@ -82,6 +82,12 @@ class ServeConfig(StrictModel):
     max_k: int = Field(100, ge=1, description="Largest k a recommend request may ask for (also at most n_candidates).")
     max_history: int = Field(200, ge=1, description="Most item ids a request's `history` may hold.")
     max_ctr_items: int = Field(200, ge=1, description="Most item ids one /v1/ctr request may score.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description=(
+        "Largest request body accepted (bytes); a larger one is a 413, refused by its Content-Length before it is "
+        "read, or as soon as a chunked body passes the limit (1 MiB holds 10,000 ids of 100 characters)."))
+    retry_after_s: int = Field(1, ge=0, description=(
+        "Seconds a 503 that clears by itself (models loading, a full queue) asks the client to wait: its "
+        "Retry-After header."))
     ctr_tool: str = Field("auto", min_length=1, description=(
         "CTR tool of /v1/ctr (a folder of tools_dir); auto = the ctr-task tool with the best AUC in "
         "tools_dir/metrics.json."))
@@ -99,7 +105,8 @@ class ServeConfig(StrictModel):
         "deployment (the `tools` section) that scales apart from the HTTP ingress, one hop more per request."))
     router: DeploymentSettings = Field(default_factory=_router_default, description=(
         "The ingress (FastAPI) deployment: validation, composition and status codes (+ the tools when "
-        "tools_in_ingress)."))
+        "tools_in_ingress). Its max_ongoing_requests / max_queued_requests are enforced by the app itself "
+        "(reasonrec/serving/guard.py) so a full ingress answers JSON 503 + Retry-After, not Serve's text/plain."))
     tools: DeploymentSettings = Field(default_factory=DeploymentSettings, description=(
         "CPU replicas (tools_in_ingress: false): retrieval, tool scoring, the tool route, CTR and cold start."))
     vlm: DeploymentSettings = Field(default_factory=_vlm_default, description=(

@@ -5,6 +5,9 @@ test AUC in tools_dir/metrics.json (jobs/train_tools.py writes it). A known user
 history (every interaction; the tool leaves the candidate itself out). An unknown user has no user embedding,
 so they get the mean probability over a seeded sample of known users: the item's population click rate as
 the tool sees it.
+
+Without a CTR tool the app serves everything else and /v1/ctr answers 501 with the message raised here: it names
+the config keys (recommend.tools_dir, ctr_tool) and the job that trains one, never this machine's paths.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from reasonrec.tools.base import Tool, load_tool
 from reasonrec.tools.data import Queries
 from reasonrec.vlm.tool_labels import pad_histories
 
+TRAIN_ONE = ("train a ctr tool (dcnv2, xdeepfm or dlrm) into recommend.tools_dir with jobs/train_tools.py and "
+             "restart, or set ctr_tool to one trained there")
+
 
 def choose_ctr_tool(tools_dir: str, name: str) -> str:
     """The CTR tool's folder name under tools_dir (see the module docstring)."""
@@ -26,7 +32,8 @@ def choose_ctr_tool(tools_dir: str, name: str) -> str:
         return name
     fs, path = open_fs(join(tools_dir, "metrics.json"))
     if not fs.exists(path):
-        raise FileNotFoundError(f"{tools_dir}: no metrics.json to pick the best CTR tool from; set ctr_tool")
+        raise FileNotFoundError(f"recommend.tools_dir has no metrics.json to pick the best CTR tool from (ctr_tool: "
+                                f"auto): {TRAIN_ONE}")
     with fs.open(path, "r") as f:
         rows = json.load(f)["rows"]
     ranked = sorted((r for r in rows if r.get("task") == "ctr" and r.get("AUC") is not None),
@@ -36,7 +43,8 @@ def choose_ctr_tool(tools_dir: str, name: str) -> str:
             tool_fs, tool_path = open_fs(join(tools_dir, folder, "tool.json"))
             if tool_fs.exists(tool_path):
                 return folder
-    raise FileNotFoundError(f"{tools_dir}/metrics.json lists no trained ctr tool with an AUC; set ctr_tool")
+    raise FileNotFoundError(f"recommend.tools_dir has no trained CTR tool (metrics.json lists no ctr-task tool with "
+                            f"an AUC; ctr_tool: auto picks from those): {TRAIN_ONE}")
 
 
 def load_ctr_tool(tools_dir: str, name: str, into: str) -> Tool:
@@ -44,7 +52,7 @@ def load_ctr_tool(tools_dir: str, name: str, into: str) -> Tool:
     folder = join(tools_dir, name)
     fs, path = open_fs(join(folder, "tool.json"))
     if not fs.exists(path):
-        raise FileNotFoundError(f"{folder}: no trained tool {name!r} (run jobs/train_tools.py)")
+        raise FileNotFoundError(f"ctr_tool {name!r}: no trained tool {name!r} in recommend.tools_dir; {TRAIN_ONE}")
     tool = load_tool(fetch_dir(folder, into))
     if tool.task != "ctr":
         raise ValueError(f"ctr_tool {name!r} is a {tool.task} tool, not a ctr tool")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from reasonrec.publish import committed
 from tests.conftest import REPO_ROOT
@@ -106,6 +107,12 @@ def test_serve_job_stops_its_app_and_ray_on_a_signal(world, tmp_path, signum):
                               "recommend.policy=config", f"port={port}"], log)
     try:
         wait_for(lambda: "[serve] " in log.read_text() and " serving " in log.read_text(), proc, log, "app URL")
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/readyz", timeout=60).status_code == 200, proc, log, "ready app")
+        # Router -> VLM replica: a call between deployments, over the replicas' gRPC servers kept on loopback.
+        explained = requests.post(f"{url}/v1/explain", json={"user_id": "user_0000001", "item_id": "item_0000001"},
+                                  timeout=120)
+        assert explained.status_code == 200, explained.text
         sockets = listening(proc.pid)
         assert ("127.0.0.1", port) in {(ip, p) for _, ip, p in sockets}, sockets
         assert all(is_loopback(ip) for _, ip, _ in sockets), sockets

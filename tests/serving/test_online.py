@@ -55,6 +55,26 @@ def test_request_bodies_refuse_bad_input():
         CTRRequest.model_validate({"user_id": "u", "item_ids": []})
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"user_id": "u", "k": "5"}, "k"), ({"user_id": "u", "k": 5.0}, "k"), ({"user_id": "u", "k": True}, "k"),
+    ({"user_id": "u", "k": None}, "k"), ({"user_id": 5}, "user_id"), ({"user_id": True}, "user_id"),
+    ({"history": ["item_1", 2]}, "history"), ({"history": "item_1"}, "history"), ({"history": ["x" * 257]}, "history"),
+    ({"user_id": "u", "task": 1}, "task")])
+def test_request_types_are_strict(body, field):
+    """JSON of the wrong type is refused naming the field, never coerced ("5" -> 5, true -> 1)."""
+    with pytest.raises(ValidationError) as err:
+        RecommendRequest.model_validate(body)
+    assert {e["loc"][0] for e in err.value.errors()} == {field}
+
+
+def test_ctr_and_explain_types_are_strict():
+    for body in ({"user_id": 7, "item_ids": ["i"]}, {"user_id": "u", "item_ids": ["i", None]},
+                 {"user_id": "u", "item_ids": [["i"]]}, {"user_id": "u", "item_ids": ["\ud800"]}):
+        with pytest.raises(ValidationError):
+            CTRRequest.model_validate(body)
+    assert RecommendRequest.model_validate({"user_id": "u", "k": 5}).k == 5
+
+
 def test_config_limits(serve_world):
     with pytest.raises(ValidationError, match="max_k 200 is above recommend.n_candidates 100"):
         ServeConfig(max_k=200)
