@@ -11,17 +11,21 @@ decided its addresses.
 
 SIGTERM and SIGINT become exceptions in the main thread, so a stopped job runs its `finally` blocks (the nightly
 job aborts its staging folder, the Serve job shuts Serve down) and then Ray's own exit hook, `ray.shutdown()`,
-which stops every process of a cluster this driver started.
+which stops every process of a cluster this driver started. A driver killed outright (SIGKILL) runs nothing:
+for that, a local cluster started here gets a watcher process (actors/reaper.py) that stops what Ray leaves.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import ray
 
+REPO_ROOT = Path(__file__).resolve().parents[1]   # where `python -m actors.reaper` finds the package
 LISTEN_ENV = "REASONREC_RAY_LISTEN"          # "loopback" (default) or "all", for a new local cluster only
 RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": Ray's single-machine (loopback) mode
 
@@ -33,7 +37,8 @@ def joins_existing(address: str | None) -> bool:
 
 def init_ray(address: str | None, **kwargs) -> None:
     """ray.init for a job's driver: join `address` (or RAY_ADDRESS), else start a local cluster on loopback."""
-    if not joins_existing(address):
+    starts_local = not joins_existing(address)
+    if starts_local:
         listen = os.environ.get(LISTEN_ENV, "loopback")
         if listen not in ("loopback", "all"):
             raise SystemExit(f"{LISTEN_ENV}={listen!r}: use 'loopback' (the default) or 'all'")
@@ -41,6 +46,9 @@ def init_ray(address: str | None, **kwargs) -> None:
             _single_machine_mode()
             kwargs.setdefault("dashboard_host", "127.0.0.1")
     ray.init(address=address, ignore_reinit_error=True, **kwargs)
+    if starts_local:   # a SIGKILLed driver would leave Ray's agents behind: actors/reaper.py stops them
+        subprocess.Popen([sys.executable, "-m", "actors.reaper", str(os.getpid())], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO_ROOT))
 
 
 def _single_machine_mode() -> None:

@@ -1,7 +1,8 @@
 """Stopping a job as an operator does (SIGTERM from `kill` or a supervisor, SIGINT from Ctrl-C): jobs/score.py
 and jobs/serve.py shut down the local Ray they started and leave no process of it behind, the nightly job
 aborts its staging folder and keeps last night's partition; and while they run, every socket that local Ray
-listens on is bound to loopback (actors/cluster.py)."""
+listens on is bound to loopback (actors/cluster.py). A driver killed outright leaves nothing either
+(actors/reaper.py)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,27 @@ def test_sigterm_mid_night_aborts_staging_keeps_last_night_and_stops_ray(job, wo
     assert committed(str(out), PARTITION) == record and fingerprint(out / PARTITION) == before
     assert leftovers(out) == [], "the stopped night's staging folder was not aborted"
     assert DATE in record["partition"]
+
+
+def test_a_sigkilled_driver_leaves_no_ray_process_behind(job, world, tmp_path):
+    """SIGKILL reaches the driver alone (an OOM kill, `kill -9`): without actors/reaper.py Ray's DashboardAgent
+    and RuntimeEnvAgent stayed alive with parent 1 (seen with ray 2.60); the reaper stops them."""
+    out = tmp_path / "recs"
+    log = tmp_path / "killed.log"
+    proc = start("score.py", [*score_args(world, out), "read_blocks=30"], log)
+    try:
+        wait_for(lambda: list((out / "_staging").glob("*/part-*.parquet")), proc, log, "part written")
+        names = {p.name() for p in session_processes(proc.pid)}
+        assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, names
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        deadline = time.monotonic() + 30
+        while left := session_processes(proc.pid):
+            assert time.monotonic() < deadline, f"still running 30 s after the driver was killed: " \
+                                                f"{[(p.pid, p.name(), p.ppid()) for p in left]}"
+            time.sleep(0.2)
+    finally:
+        kill_session(proc.pid)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
