@@ -271,8 +271,6 @@ class Router:
     built from cfg/router); vlm: the VLM deployment's handle, or None without a VLM; guard: Guard's settings
     (guard_settings)."""
 
-    retry_after_s = 1   # ServeConfig.retry_after_s, set per replica in __init__
-
     def __init__(self, tools, vlm, version: str, cfg: dict | None = None, router: dict | None = None,
                  guard: dict | None = None):
         self.tools, self.vlm, self.version = tools, vlm, version

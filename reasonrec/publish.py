@@ -178,17 +178,11 @@ def clean_partition_staging(out: str, partition: str, keep: str) -> list[str]:
     URIs. A folder that `recover` moved aside (`-displaced-`) is kept for inspection: `clean_stale_staging`
     deletes it once it is old."""
     fs, root = _fs_path(out)
-    base = join(root, STAGING_DIR)
-    try:
-        entries = [e.rstrip("/") for e in fs.ls(base, detail=False) if e.rstrip("/") != base]
-    except FileNotFoundError:
-        return []
     removed = []
-    for entry in sorted(entries):
+    for entry in _staging_entries(fs, root):
         name = entry.rsplit("/", 1)[-1]
-        if not name.startswith(f"{partition}-") or name.startswith(f"{partition}-displaced-"):
-            continue
-        if name == f"{partition}-{keep}":
+        if (not name.startswith(f"{partition}-") or name.startswith(f"{partition}-displaced-")
+                or name == f"{partition}-{keep}"):
             continue
         _remove(fs, entry)
         removed.append(join(out, STAGING_DIR, name))
@@ -202,17 +196,12 @@ def clean_stale_staging(out: str, older_than_s: float) -> list[str]:
     live run can go without writing into its staging (a day for a nightly job). S3 times are server times.
     """
     fs, root = _fs_path(out)
-    base = join(root, STAGING_DIR)
-    try:
-        entries = [e for e in fs.ls(base, detail=False) if e.rstrip("/") != base]
-    except FileNotFoundError:
-        return []
     cutoff = time.time() - older_than_s
     removed = []
-    for entry in sorted(entries):
+    for entry in _staging_entries(fs, root):
         if _last_modified(fs, entry) <= cutoff:
             _remove(fs, entry)
-            removed.append(join(out, STAGING_DIR, entry.rstrip("/").rsplit("/", 1)[-1]))
+            removed.append(join(out, STAGING_DIR, entry.rsplit("/", 1)[-1]))
     return removed
 
 
@@ -223,6 +212,16 @@ def _fs_path(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, path = open_fs(uri)
     fs.invalidate_cache()
     return fs, path
+
+
+def _staging_entries(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """The folders (and stray files) directly under `<root>/_staging`, sorted, without trailing '/'."""
+    base = join(root, STAGING_DIR)
+    try:
+        entries = [e.rstrip("/") for e in fs.ls(base, detail=False)]
+    except FileNotFoundError:
+        return []
+    return sorted(e for e in entries if e != base)
 
 
 def _read_record(fs: fsspec.AbstractFileSystem, folder: str) -> dict | None:

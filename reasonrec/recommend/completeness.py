@@ -108,15 +108,15 @@ def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDi
     # seen[user, rank]: is each (user, rank) row on disk never, once or more (0/1/2); n x (k + 1) bytes (11 MB at
     # 1M users, k=10), where collecting every row's key would take 80 MB and a sort
     seen = np.zeros((requested.n, k + 1), dtype=np.uint8)
+    flat = seen.reshape(-1)   # a view: seen[user, rank] is flat[user * (k + 1) + rank]
     for path in table_files:
         part = _read(fs, path, ["user_id", "rank"])
-        position, known = _positions(part["user_id"], index, _name(fs, path), problems)
+        position, known = _positions(part["user_id"], index, fs.unstrip_protocol(path), problems)
         rank = part["rank"].to_numpy().astype(np.int64)[known]
         if ((rank < 1) | (rank > k)).any():
-            problems.append(f"{_name(fs, path)}: rank outside 1..{k}")
+            problems.append(f"{fs.unstrip_protocol(path)}: rank outside 1..{k}")
             rank = np.clip(rank, 0, k)   # out-of-range ranks counted at 0 (ignored) or k: the night fails anyway
         keys, counts = np.unique(position * (k + 1) + rank, return_counts=True)
-        flat = seen.reshape(-1)
         flat[keys] = np.minimum(flat[keys] + counts.clip(max=2), 2)   # 0, 1 or 2 = "more than once"
     doubled = int((seen[:, 1:] > 1).sum())
     if doubled:
@@ -132,7 +132,8 @@ def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDi
 
     held = np.zeros(requested.n, dtype=np.int64)
     for path in held_files:
-        position, _ = _positions(_read(fs, path, ["user_id"])["user_id"], index, _name(fs, path), problems)
+        held_ids = _read(fs, path, ["user_id"])["user_id"]
+        position, _ = _positions(held_ids, index, fs.unstrip_protocol(path), problems)
         np.add.at(held, position, 1)
     _describe(problems, ids, np.flatnonzero(held > 1), "quarantined more than once")
     _describe(problems, ids, np.flatnonzero(scored & (held > 0)), "both scored and quarantined")
@@ -146,10 +147,6 @@ def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDi
 def _read(fs, path: str, columns: list[str]) -> pa.Table:
     with fs.open(path, "rb") as f:
         return pq.read_table(f, columns=columns)
-
-
-def _name(fs, path: str) -> str:
-    return fs.unstrip_protocol(path) if hasattr(fs, "unstrip_protocol") else path
 
 
 def _positions(user_id: pa.ChunkedArray, requested: pd.Index, where: str,
