@@ -95,3 +95,13 @@ def stop_on_signals() -> None:
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+
+
+def gpus_for(setting: float | str, sharers: int = 1) -> float:
+    """GPUs one of `sharers` actors asks for: the setting as given, or with "auto" this cluster's GPUs shared
+    evenly, at most one each (0.0 on a cluster without GPUs, or before Ray is started). Every job's "auto"."""
+    if setting != "auto":
+        return float(setting)
+    if not ray.is_initialized():
+        return 0.0
+    return min(1.0, ray.cluster_resources().get("GPU", 0.0) / max(1, sharers))

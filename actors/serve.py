@@ -34,11 +34,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
-from actors.cluster import keep_serve_replicas_on_loopback
+from actors.cluster import gpus_for, keep_serve_replicas_on_loopback
 from reasonrec.config import load_config
-from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
-from reasonrec.recommend.config import RecommendConfig
-from reasonrec.router.config import RouterConfig
+from reasonrec.recommend.bundle import Bundle
+from reasonrec.recommend.system import System
+from reasonrec.recommend.system import resolve as resolve_system
 from reasonrec.serving import api
 from reasonrec.serving.config import DeploymentSettings, ServeConfig
 from reasonrec.serving.errors import redact, retry_headers
@@ -98,17 +98,12 @@ def _threads(settings: DeploymentSettings) -> None:
         faiss.omp_set_num_threads(settings.torch_threads)
 
 
-def _bundle(cfg: ServeConfig, router: dict, version: str) -> Bundle:
-    return Bundle(RecommendConfig.model_validate(cfg.recommend.model_dump()), RouterConfig.model_validate(router),
-                  version)
-
-
 class Tools:
     """CPU replica: the tools stage of every recommendation (the whole answer on the tool route and for cold
     start), and CTR probabilities."""
 
-    def __init__(self, cfg: dict, router: dict, version: str):
-        self.cfg, self.router, self.version = ServeConfig.model_validate(cfg), router, version
+    def __init__(self, cfg: ServeConfig, system: System):
+        self.cfg, self.system, self.version = cfg, system, system.model_version
         self.ctr_tool, self.ctr_name, self.ctr_error = None, None, None
         self.tmp = tempfile.TemporaryDirectory(prefix="reasonrec-ctr-")
         _threads(self.cfg.tools)
@@ -117,7 +112,7 @@ class Tools:
     def _load(self) -> None:
         from reasonrec.serving.ctr import choose_ctr_tool, load_ctr_tool
 
-        bundle = _bundle(self.cfg, self.router, self.version)
+        bundle = Bundle(self.system)
         bundle.everything, bundle.tonight_eh, bundle.tools, bundle.retrieval  # noqa: B018 - load them now
         self.catalogue = Catalogue(bundle)
         try:  # the recommend API works without a CTR tool; /v1/ctr then says why it cannot answer (501)
@@ -167,8 +162,8 @@ class Tools:
 class VLM:
     """VLM replica: answer() for the rows the tools stage could not settle (batched), and explanations."""
 
-    def __init__(self, cfg: dict, router: dict, version: str):
-        self.cfg, self.router, self.version = ServeConfig.model_validate(cfg), router, version
+    def __init__(self, cfg: ServeConfig, system: System):
+        self.cfg, self.system, self.version = cfg, system, system.model_version
         self.lock = threading.Lock()   # one model, one forward pass at a time (batches and explanations)
         self._answer_batch.set_max_batch_size(self.cfg.vlm_batching.max_batch_size)
         self._answer_batch.set_batch_wait_timeout_s(self.cfg.vlm_batching.batch_wait_timeout_s)
@@ -176,7 +171,7 @@ class VLM:
         self.loader = Loader(self._load)
 
     def _load(self) -> None:
-        bundle = _bundle(self.cfg, self.router, self.version)
+        bundle = Bundle(self.system)
         bundle.everything, bundle.tonight_eh, bundle.tools, bundle.item_text, bundle.scorer  # noqa: B018
         self.catalogue = Catalogue(bundle)
         self.bundle = bundle
@@ -268,15 +263,14 @@ NO_VLM = _reply(501, detail="explanations need a VLM: recommend.vlm_dir is null"
 @serve.ingress(fastapi_app)
 class Router:
     """tools: the Tools deployment's handle, or None when this replica runs the tools itself (tools_in_ingress,
-    built from cfg/router); vlm: the VLM deployment's handle, or None without a VLM; guard: Guard's settings
+    built from cfg and system); vlm: the VLM deployment's handle, or None without a VLM; guard: Guard's settings
     (guard_settings)."""
 
-    def __init__(self, tools, vlm, version: str, cfg: dict | None = None, router: dict | None = None,
-                 guard: dict | None = None):
-        self.tools, self.vlm, self.version = tools, vlm, version
+    def __init__(self, tools, vlm, system: System, cfg: ServeConfig | None = None, guard: dict | None = None):
+        self.tools, self.vlm, self.version = tools, vlm, system.model_version
         self.guard = guard or {}
         self.retry_after_s = self.guard.get("retry_after_s", 1)
-        self.local = Tools(cfg, router, version) if tools is None else None
+        self.local = Tools(cfg, system) if tools is None else None
 
     def __serve_build_asgi_app__(self):
         """The app Serve serves: the FastAPI routes behind Guard (body size, content type, admission), which
@@ -359,42 +353,28 @@ def ingress_options(cfg: ServeConfig) -> dict:
     503 + Retry-After); Serve must not refuse first (its answer is text/plain), so Serve lets in twice the
     ongoing + queued limit (the excess is turned away by the guard at once, freeing its slot) and queues the
     rest without a bound (Serve's default), each of them let in, and answered, as slots free."""
-    options = deployment_options(cfg.router, _gpus(cfg.router))
+    options = deployment_options(cfg.router, gpus_for(cfg.router.num_gpus))
     ongoing, queued = cfg.router.max_ongoing_requests, cfg.router.max_queued_requests
     options["max_ongoing_requests"] = ongoing if queued == -1 else 2 * (ongoing + queued)
     options["max_queued_requests"] = -1
     return options
 
 
-def _gpus(settings: DeploymentSettings) -> float:
-    if settings.num_gpus != "auto":
-        return float(settings.num_gpus)
-    import ray
-
-    return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-
-
-def build(cfg: ServeConfig, router: dict, version: str):
+def build(cfg: ServeConfig, system: System):
     """The bound application: Router over Tools (in the Router or its own deployment) and the VLM (when
-    there is one), each with its config section's options."""
-    data = cfg.model_dump(mode="json")
+    there is one), each with its config section's options. Every replica gets the same resolved System
+    (reasonrec.recommend.system.resolve: the nightly job's model version and policy)."""
     vlm = None
-    if cfg.recommend.vlm_dir is not None:
-        vlm = serve.deployment(VLM).options(name="VLM", **deployment_options(cfg.vlm, _gpus(cfg.vlm))).bind(
-            data, router, version)
+    if system.vlm_dir is not None:
+        vlm_options = deployment_options(cfg.vlm, gpus_for(cfg.vlm.num_gpus))
+        vlm = serve.deployment(VLM).options(name="VLM", **vlm_options).bind(cfg, system)
     ingress, guard = ingress_options(cfg), guard_settings(cfg)
     if cfg.tools_in_ingress:   # the tools' thread settings hold in the Router's process
         ingress["ray_actor_options"].update(_thread_env(cfg.tools))
-        return Router.options(**ingress).bind(None, vlm, version, data, router, guard)
-    tools = serve.deployment(Tools).options(name="Tools", **deployment_options(cfg.tools, _gpus(cfg.tools)))
-    return Router.options(**ingress).bind(tools.bind(data, router, version), vlm, version, guard=guard)
-
-
-def versioned_router(cfg: ServeConfig) -> tuple[dict, str]:
-    """(router config, model version) exactly as jobs/score.py resolves them (policy applied)."""
-    version = model_version(cfg.recommend)
-    router, _ = resolve_router(cfg.recommend, version)
-    return router.model_dump(mode="json"), version
+        return Router.options(**ingress).bind(None, vlm, system, cfg, guard)
+    tools_options = deployment_options(cfg.tools, gpus_for(cfg.tools.num_gpus))
+    tools = serve.deployment(Tools).options(name="Tools", **tools_options)
+    return Router.options(**ingress).bind(tools.bind(cfg, system), vlm, system, guard=guard)
 
 
 def app(args: dict[str, str]):
@@ -402,5 +382,4 @@ def app(args: dict[str, str]):
     args = dict(args)
     path = args.pop("config", None)
     cfg = load_config(ServeConfig, path, [f"{k}={v}" for k, v in args.items()])
-    router, version = versioned_router(cfg)
-    return build(cfg, router, version)
+    return build(cfg, resolve_system(cfg.recommend))

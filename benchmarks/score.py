@@ -42,12 +42,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # jobs/ is a folder of scripts, not an installed package
 
 from reasonrec.io import join, open_fs  # noqa: E402
-from reasonrec.recommend.bundle import Bundle, model_version, resolve_router  # noqa: E402
+from reasonrec.recommend.bundle import Bundle  # noqa: E402
 from reasonrec.recommend.calibration import part_requests  # noqa: E402
 from reasonrec.recommend.config import RecommendConfig  # noqa: E402
 from reasonrec.recommend.evaluate import evaluate_requests, popularity_metrics  # noqa: E402
 from reasonrec.recommend.requests import gather  # noqa: E402
 from reasonrec.recommend.stages import answer, ranked, retrieve_candidates, score_tools  # noqa: E402
+from reasonrec.recommend.system import System, resolve  # noqa: E402
 from reasonrec.recommend.table import table_rows  # noqa: E402
 from reasonrec.router.policy import ROUTES  # noqa: E402
 from reasonrec.tools.data import ToolData  # noqa: E402
@@ -117,11 +118,10 @@ def first_users(dataset: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return users["user_id"].to_numpy().astype(str), users["user_idx"].to_numpy().astype(np.int64)
 
 
-def single_process(recommend: RecommendConfig, router, version: str, dataset: str, n_users: int, batch_size: int,
-                   k: int, out: Path) -> dict:
+def single_process(system: System, n_users: int, batch_size: int, k: int, out: Path) -> dict:
     """The pipeline's work in one process, batch by batch, written as Parquet parts."""
     load, started, cpu_started = round(os.getloadavg()[0], 1), time.perf_counter(), time.process_time()
-    bundle = Bundle(recommend, router, version)
+    bundle, dataset, version = Bundle(system), system.dataset, system.model_version
     for heavy in ("tools", "retrieval", "scorer", "everything", "tonight_eh"):  # load now, timed apart
         getattr(bundle, heavy)
     user_id, user_idx = first_users(dataset, n_users)
@@ -146,7 +146,7 @@ def single_process(recommend: RecommendConfig, router, version: str, dataset: st
             "load_average_1min_at_start": load}
 
 
-def ray_pipeline(recommend: RecommendConfig, router: dict, version: str, args, actors: int, staging: Path) -> dict:
+def ray_pipeline(system: System, args, actors: int, staging: Path) -> dict:
     """jobs/score.py's score_users with `actors` candidate and `actors` VLM actors, timed around that call."""
     import ray
 
@@ -155,7 +155,7 @@ def ray_pipeline(recommend: RecommendConfig, router: dict, version: str, args, a
     from reasonrec.scoring import ScoreConfig
 
     gpus = ray.cluster_resources().get("GPU", 0)
-    cfg = ScoreConfig(recommend=recommend, out=str(staging.parent), k=args.k, mode="routed",
+    cfg = ScoreConfig(recommend=system.recommend, out=str(staging.parent), k=args.k, mode="routed",
                       max_users=args.pipeline_users, eval_split=None, batch_size=args.pipeline_batch_size,
                       candidate_actors=actors, candidate_cpus=args.actor_cpus, vlm_actors=actors,
                       vlm_cpus=args.actor_cpus, vlm_gpus=min(1.0, gpus / actors) if gpus else 0.0,
@@ -163,11 +163,11 @@ def ray_pipeline(recommend: RecommendConfig, router: dict, version: str, args, a
     staging.mkdir(parents=True)
     load, started = round(os.getloadavg()[0], 1), time.perf_counter()
     requested = read_requested(users_uri(cfg), cfg.max_users)
-    parts = score_users(cfg, router, version, str(staging), requested)
+    parts = score_users(cfg, system, str(staging), requested)
     seconds = time.perf_counter() - started
     check_started = time.perf_counter()
     on_disk = check_night(str(staging), requested, cfg.k, parts)   # the job's commit gate, timed on its own
-    summary = summarise(cfg, parts, version, None, seconds, None, requested, on_disk)
+    summary = summarise(cfg, parts, system, seconds, None, requested, on_disk)
     summary["completeness_check_seconds"] = round(time.perf_counter() - check_started, 3)
     return {"candidate_actors": actors, "vlm_actors": actors, "cpus_per_actor": args.actor_cpus,
             **{key: summary[key] for key in ("users", "rows", "parts", "quarantined", "vlm_failures",
@@ -176,21 +176,19 @@ def ray_pipeline(recommend: RecommendConfig, router: dict, version: str, args, a
             "load_average_1min_at_start": load}
 
 
-def compare_pipelines(recommend: RecommendConfig, router, version: str, args) -> dict:
+def compare_pipelines(system: System, args) -> dict:
     import ray
 
     ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    router_dict = router.model_dump(mode="json")
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
         try:
-            one = ray_pipeline(recommend, router_dict, version, args, 1, Path(tmp) / "ray1" / "staging")
-            two = ray_pipeline(recommend, router_dict, version, args, 2, Path(tmp) / "ray2" / "staging")
+            one = ray_pipeline(system, args, 1, Path(tmp) / "ray1" / "staging")
+            two = ray_pipeline(system, args, 2, Path(tmp) / "ray2" / "staging")
         finally:
             ray.shutdown()
         (Path(tmp) / "single").mkdir()
-        single = single_process(recommend, router, version, recommend.dataset, args.pipeline_users,
-                                args.pipeline_batch_size, args.k, Path(tmp) / "single")
+        single = single_process(system, args.pipeline_users, args.pipeline_batch_size, args.k, Path(tmp) / "single")
     return {"users": single["users"], "batch_size": args.pipeline_batch_size, "k": args.k, "mode": "routed",
             "ray_cpus": args.ray_cpus, "timed": "Ray: score_users() only (ray.init/shutdown not counted; actor "
             "start-up and model loading in the actors counted); single process: Bundle load + loop",
@@ -234,13 +232,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     recommend = RecommendConfig(dataset=args.dataset, vlm_dir=args.vlm_dir, tools_dir=args.tools_dir,
                                 policy=args.policy)
-    version = model_version(recommend)
-    router, policy = resolve_router(recommend, version)
-    bundle = Bundle(recommend, router, version)
+    system = resolve(recommend)
+    version, router, policy = system.model_version, system.router, system.policy
+    bundle = Bundle(system)
     data = ToolData.load(args.dataset, args.split, args.negatives)
     modes = compare_modes(bundle, data, args.users, args.seed, args.batch_size, args.repeats)
     del bundle
-    pipeline = compare_pipelines(recommend, router, version, args)
+    pipeline = compare_pipelines(system, args)
     print(json.dumps({
         "benchmark": "score", "dataset": args.dataset, "vlm_dir": args.vlm_dir, "model_version": version,
         "policy": {"source": "policy.json" if policy is not None else "router config",

@@ -180,15 +180,15 @@ def time_tools_stage(args: argparse.Namespace) -> dict:
     import torch
 
     from reasonrec.config import load_config
-    from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
+    from reasonrec.recommend.bundle import Bundle
+    from reasonrec.recommend.system import resolve as resolve_system
     from reasonrec.serving.api import RecommendRequest
     from reasonrec.serving.config import ServeConfig
     from reasonrec.serving.online import Catalogue, resolve, tools_stage
 
     cfg = load_config(ServeConfig, args.config, args.overrides)
-    version = model_version(cfg.recommend)
-    router, _ = resolve_router(cfg.recommend, version)
-    bundle = Bundle(cfg.recommend, router, version)
+    bundle = Bundle(resolve_system(cfg.recommend))
+    version = bundle.version
     catalogue = Catalogue(bundle)
     bundle.everything, bundle.tonight_eh, bundle.tools, bundle.retrieval  # noqa: B018 - load before timing
     users = [str(u) for u in bundle.user_ids[:args.tools_stage]]

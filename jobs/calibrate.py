@@ -23,26 +23,28 @@ import time
 
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
-from reasonrec.recommend.bundle import Bundle, model_version
-from reasonrec.recommend.calibration import CalibrateConfig, RouteOutcomes, part_requests, route_outcomes
+from reasonrec.recommend.bundle import Bundle
+from reasonrec.recommend.calibration import CalibrateConfig, part_requests
+from reasonrec.recommend.outcomes import PartOutcomes, collect
+from reasonrec.recommend.system import System, resolve
 from reasonrec.router.calibrate import calibrate, evaluate
 from reasonrec.router.config import Policy, RouterConfig
 from reasonrec.router.policy import ROUTES
 from reasonrec.tools.data import ToolData
 
 
-def setup(cfg: CalibrateConfig) -> tuple[Bundle, str, ToolData]:
-    recommend = cfg.recommend.model_copy(update={"policy": "config"})  # start from the router section, not a policy
-    data = ToolData.load(recommend.dataset, cfg.split, cfg.negatives)
-    return Bundle(recommend), model_version(recommend), data
+def setup(cfg: CalibrateConfig) -> tuple[System, Bundle, ToolData]:
+    system = resolve(cfg.recommend.model_copy(update={"policy": "config"}))  # the router section, not a policy
+    data = ToolData.load(system.dataset, cfg.split, cfg.negatives)
+    return system, Bundle(system), data
 
 
-def search(cfg: CalibrateConfig, outcomes: RouteOutcomes, version: str, router: RouterConfig) -> Policy:
+def search(cfg: CalibrateConfig, outcomes: PartOutcomes, version: str, router: RouterConfig) -> Policy:
     """The grid search; an unreachable target exits 1 with calibrate()'s message (the grid's best value)."""
     goal = {"target_share": cfg.target} if cfg.objective == "delegation_share" else {"latency_budget": cfg.target}
     try:
         return calibrate(outcomes.eh, outcomes.tool_confidence, outcomes.vlm_confidence, outcomes.parse_ok,
-                         outcomes.hits, outcomes.mean_latency(), model_version=version, cfg=router,
+                         outcomes.hits(), outcomes.mean_latency(), model_version=version, cfg=router,
                          tau_low=cfg.tau_low, tau_tool=cfg.tau_tool, tau_conf=cfg.tau_conf, tau_high=cfg.tau_high,
                          split=cfg.part, **goal)
     except ValueError as err:
@@ -50,10 +52,11 @@ def search(cfg: CalibrateConfig, outcomes: RouteOutcomes, version: str, router: 
         sys.exit(1)
 
 
-def build_report(cfg: CalibrateConfig, outcomes: RouteOutcomes, policy: Policy, router: RouterConfig,
+def build_report(cfg: CalibrateConfig, outcomes: PartOutcomes, policy: Policy, router: RouterConfig,
                  policy_uri: str, seconds: float) -> dict:
     hr5, latency = outcomes.hr5(), outcomes.mean_latency()
-    args = (outcomes.eh, outcomes.tool_confidence, outcomes.vlm_confidence, outcomes.parse_ok, outcomes.hits, latency)
+    args = (outcomes.eh, outcomes.tool_confidence, outcomes.vlm_confidence, outcomes.parse_ok, outcomes.hits(),
+            latency)
     routed, before = evaluate(*args, policy), evaluate(*args, router)
     return {
         "model_version": policy.model_version, "dataset": cfg.recommend.dataset, "split": cfg.split,
@@ -100,11 +103,12 @@ def save(cfg: CalibrateConfig, report: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     cfg = resolve_config(CalibrateConfig, job_parser(__doc__).parse_args(argv))
     started = time.perf_counter()
-    bundle, version, data = setup(cfg)
+    system, bundle, data = setup(cfg)
+    version = system.model_version
     requests = part_requests(data, cfg.part, cfg.max_users, cfg.seed)
     print(f"[calibrate] {version}: {len(requests)} {cfg.split}/{cfg.part} rows, tools {list(bundle.tools)}", flush=True)
-    outcomes = route_outcomes(bundle, requests, cfg.batch_size,
-                              lambda done, total: print(f"[calibrate] scored {done}/{total} rows", flush=True))
+    outcomes = collect(bundle, requests, cfg.batch_size,
+                       progress=lambda done, total: print(f"[calibrate] scored {done}/{total} rows", flush=True))
     if any(outcomes.vlm_failures.values()):  # those rows carry the tool's answer on the VLM routes
         print(f"[calibrate] WARNING: VLM passes failed on {outcomes.vlm_failures} rows", file=sys.stderr)
     policy = search(cfg, outcomes, version, bundle.router)

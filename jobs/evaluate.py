@@ -84,16 +84,17 @@ class EvaluateRecipe:
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
+        from reasonrec.recommend.bundle import Bundle
         from reasonrec.recommend.calibration import part_requests, split_eh
+        from reasonrec.recommend.system import resolve
         from reasonrec.report.ranking import load_tools
         from reasonrec.tools.data import ToolData
 
         t = time.perf_counter()
         cfg = self.cfg
-        self.version = model_version(cfg.recommend)
-        self.router, self.policy = resolve_router(cfg.recommend, self.version)
-        self.bundle = Bundle(cfg.recommend, self.router, self.version)
+        self.system = resolve(cfg.recommend)
+        self.version, self.router, self.policy = self.system.model_version, self.system.router, self.system.policy
+        self.bundle = Bundle(self.system)
         self.data = ToolData.load(cfg.recommend.dataset, cfg.split, cfg.negatives, cfg.ctr_split, cfg.ctr_ratio)
         self.requests = part_requests(self.data, "test", cfg.users, cfg.seed)
         self.tools = load_tools(self.bundle.tools_dir, cfg.tools, self._tmp.name)
@@ -108,7 +109,8 @@ class EvaluateRecipe:
     def _ablation_bundle(self, name: str, vlm_dir: str):
         """The ablation VLM with the main run's tools, consult pool and router: only the VLM differs."""
         from reasonrec.io import open_fs
-        from reasonrec.recommend.bundle import Bundle, model_version
+        from reasonrec.recommend.bundle import Bundle
+        from reasonrec.recommend.system import resolve
 
         run_json = join(vlm_dir, "run.json")
         fs, path = open_fs(run_json)
@@ -116,21 +118,23 @@ class EvaluateRecipe:
             raise FileNotFoundError(f"ablation {name!r}: {run_json} not found (train it with jobs/train_vlm.py, "
                                     "or drop it from ablations)")
         cfg = self.cfg.recommend.model_copy(update={"vlm_dir": vlm_dir, "tools_dir": self.bundle.tools_dir,
-                                                    "consult_pool": list(self.bundle.consult_pool)})
-        return Bundle(cfg, self.router, model_version(cfg))
+                                                    "consult_pool": list(self.bundle.consult_pool),
+                                                    "router": self.router, "policy": "config"})
+        return Bundle(resolve(cfg))
 
     def _time_shift_setup(self, entry: TimeShift) -> dict:
         """The entry's split checked against its VLM and tools (SplitMismatch before any scoring), its Bundle,
         router (the VLM's own policy.json when the main run is calibrated and it has one for its version, else
         the router config, and the table says which), ToolData, requests and tools."""
-        from reasonrec.recommend.bundle import vlm_settings
         from reasonrec.recommend.calibration import part_requests
         from reasonrec.report.ranking import load_tools
         from reasonrec.report.time_shift import check_split, split_summary
         from reasonrec.tools.data import ToolData
 
         cfg = self.cfg
-        tools_dir = entry.tools_dir or vlm_settings(entry.vlm_dir).get("tools_dir")
+        bundle = _other_system(cfg.recommend.model_copy(update={"vlm_dir": entry.vlm_dir,
+                                                                "tools_dir": entry.tools_dir}))
+        tools_dir = bundle.system.tools_dir
         if tools_dir is None:
             raise FileNotFoundError(f"time shift {entry.name!r}: no tools_dir set and {entry.vlm_dir}/run.json names "
                                     "none")
@@ -140,20 +144,17 @@ class EvaluateRecipe:
         check_split(entry.split, entry.vlm_dir, tools_dir, list(tools.tools))
         summary = split_summary(cfg.recommend.dataset, entry.split)
         summary["file"] = _shown(summary["file"])
-        recommend = cfg.recommend.model_copy(update={"vlm_dir": entry.vlm_dir, "tools_dir": tools_dir})
-        bundle, router, source = _routed_bundle(recommend)
         data = ToolData.load(cfg.recommend.dataset, entry.split, entry.negatives, cfg.ctr_split, cfg.ctr_ratio)
         rows = cfg.quick_users if cfg.quick else (entry.max_rows or cfg.max_users)
-        return {"entry": entry, "bundle": bundle, "router": router, "policy_source": source,
+        return {"entry": entry, "bundle": bundle, "router": bundle.router, "policy_source": bundle.system.policy_source,
                 "data": data, "requests": part_requests(data, "test", rows, cfg.seed),
                 "tools": tools, "summary": summary}
 
     def _multi_domain_setup(self, entry: MultiDomain, merged_eh) -> dict:
-        """The domain's own system (its dataset, VLM, tools and router: resolve_router's rule with the time-shift
+        """The domain's own system (its dataset, VLM, tools and router: resolve's rule with the time-shift
         fallback) and its seeded test lists, once as they are and once in the merged id space with the merged
         split's EH `merged_eh` (DomainMismatch before any scoring when the report's dataset was not merged from
         this one)."""
-        from reasonrec.recommend.bundle import vlm_settings
         from reasonrec.recommend.calibration import part_requests
         from reasonrec.report.multi_domain import domains_of, to_merged
         from reasonrec.report.ranking import load_tools
@@ -164,14 +165,13 @@ class EvaluateRecipe:
         if entry.name not in domains:
             raise DomainMismatch(f"multi-domain {entry.name!r}: {cfg.recommend.dataset} was merged from "
                                  f"{domains or 'no domains (not a merged data set)'} (manifest.json `domains`)")
-        tools_dir = entry.tools_dir or vlm_settings(entry.vlm_dir).get("tools_dir")
-        if tools_dir is None:
+        bundle = _other_system(cfg.recommend.model_copy(update={"dataset": entry.dataset, "vlm_dir": entry.vlm_dir,
+                                                                "tools_dir": entry.tools_dir, "consult_pool": None}))
+        if bundle.system.tools_dir is None:
             raise FileNotFoundError(f"multi-domain {entry.name!r}: no tools_dir set and {entry.vlm_dir}/run.json "
                                     "names none")
-        tools = load_tools(tools_dir, None, self._tmp.name)
-        recommend = cfg.recommend.model_copy(update={"dataset": entry.dataset, "vlm_dir": entry.vlm_dir,
-                                                     "tools_dir": tools_dir, "consult_pool": None})
-        bundle, router, source = _routed_bundle(recommend)
+        tools = load_tools(bundle.system.tools_dir, None, self._tmp.name)
+        router, source = bundle.router, bundle.system.policy_source
         data = ToolData.load(entry.dataset, cfg.split, entry.negatives, cfg.ctr_split, cfg.ctr_ratio)
         rows = cfg.quick_users if cfg.quick else (entry.max_rows or cfg.max_users)
         requests = part_requests(data, "test", rows, cfg.seed)
@@ -188,7 +188,7 @@ class EvaluateRecipe:
         from reasonrec.report.cold_start import cold_start_rows
         from reasonrec.report.conflict import conflict_row
         from reasonrec.report.ctr import ctr_rows
-        from reasonrec.report.outcomes import collect
+        from reasonrec.recommend.outcomes import collect
         from reasonrec.report.planning import a7_rows, a9_rows
         from reasonrec.report.ranking import baseline_rows
 
@@ -234,7 +234,7 @@ class EvaluateRecipe:
     def _ablations(self, main) -> list[dict]:
         """Each ablation VLM on the same rows (VLM-only and VLM+tools always), beside the main model's."""
         from reasonrec.report.ablations import ablation_rows
-        from reasonrec.report.outcomes import collect
+        from reasonrec.recommend.outcomes import collect
 
         got = {}
         for name, bundle in self.ablations.items():
@@ -250,10 +250,10 @@ class EvaluateRecipe:
 
     def _explanation(self) -> list[dict]:
         """One table per configured data set with review text: its own Bundle (dataset + its VLM) and split."""
-        from reasonrec.recommend.bundle import Bundle, model_version
+        from reasonrec.recommend.bundle import Bundle
         from reasonrec.recommend.config import RecommendConfig
+        from reasonrec.recommend.system import resolve
         from reasonrec.report.explanation import explanation_rows
-        from reasonrec.router.config import RouterConfig
         from reasonrec.tools.data import ToolData
 
         tables = []
@@ -261,7 +261,7 @@ class EvaluateRecipe:
             t = time.perf_counter()
             recommend = RecommendConfig.model_validate({"dataset": entry.dataset, "vlm_dir": entry.vlm_dir,
                                                         "device": self.cfg.recommend.device, "policy": "config"})
-            bundle = Bundle(recommend, RouterConfig(), model_version(recommend))
+            bundle = Bundle(resolve(recommend))
             data = ToolData.load(entry.dataset, entry.split, entry.negatives)
             pairs = self.cfg.quick_users if self.cfg.quick else entry.max_pairs
             rows = explanation_rows(bundle, data, pairs, self.cfg.seed, entry.max_new_tokens, entry.drop_seen)
@@ -273,7 +273,7 @@ class EvaluateRecipe:
 
     def _time_shift(self, main_rows: list[dict]) -> list[dict]:
         """Per entry: baseline_rows and the one-pass VLM rows on its split's test rows, beside main_rows."""
-        from reasonrec.report.outcomes import collect
+        from reasonrec.recommend.outcomes import collect
         from reasonrec.report.ranking import baseline_rows
         from reasonrec.report.time_shift import shift_rows
 
@@ -301,7 +301,7 @@ class EvaluateRecipe:
         """Per domain: its single-domain system and the merged system (baseline_rows + the one-pass VLM rows) on
         the same test lists, side by side, with how each side's tools were trained."""
         from reasonrec.report.multi_domain import compare_rows, training_notes
-        from reasonrec.report.outcomes import collect
+        from reasonrec.recommend.outcomes import collect
         from reasonrec.report.ranking import baseline_rows
 
         tables = []
@@ -396,19 +396,13 @@ class EvaluateRecipe:
         self._tmp.cleanup()
 
 
-def _routed_bundle(recommend):
-    """(Bundle, router, where its thresholds came from) for another system of the report: the main run's rule
-    (resolve_router); a VLM without its policy falls back to the router config, and the table says so."""
-    from reasonrec.recommend.bundle import Bundle, model_version, resolve_router
-    from reasonrec.router.config import PolicyVersionError
+def _other_system(recommend):
+    """The Bundle of another system of the report (time shift, multi-domain): the main run's resolve rule, except
+    that a VLM without its policy falls back to the router config, and the table says so (policy_source)."""
+    from reasonrec.recommend.bundle import Bundle
+    from reasonrec.recommend.system import resolve
 
-    version = model_version(recommend)
-    try:
-        router, policy = resolve_router(recommend, version)
-        source = f"policy.json ({policy.model_version})" if policy else "the router config (policy=config)"
-    except (FileNotFoundError, PolicyVersionError) as err:
-        router, source = recommend.router, f"the router config ({err})"
-    return Bundle(recommend, router, version), router, source
+    return Bundle(resolve(recommend, missing_policy="config"))
 
 
 def _vlm_rows(outcomes, router) -> tuple[list[dict], object, object]:

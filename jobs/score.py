@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from actors.cluster import init_ray, stop_on_signals
+from actors.cluster import gpus_for, init_ray, stop_on_signals
 from actors.recommend import CandidateScorer, RouterScorer, write_batch
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
 from reasonrec.publish import Publication, clean_stale_staging
-from reasonrec.recommend.bundle import model_version, resolve_router
+from reasonrec.recommend.system import System, resolve
 from reasonrec.recommend.completeness import (IncompleteNight, NightOnDisk, RequestedUsers, read_requested,
                                               verify_staging)
 from reasonrec.recommend.histories import ensure_histories
@@ -102,25 +102,16 @@ def tools_out(train_tools_config: str | None) -> str | None:
     return load_config(TrainToolsConfig, train_tools_config).out
 
 
-def vlm_gpus(cfg: ScoreConfig) -> float:
-    if cfg.vlm_gpus != "auto":
-        return float(cfg.vlm_gpus)
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-
-
-def offline_check(recommend: dict, router: dict, version: str, split: str, negatives: int, users: int,
-                  mode: str) -> dict:
+def offline_check(system: System, split: str, negatives: int, users: int, mode: str) -> dict:
     """Tonight's pipeline on the split's fixed test lists (targets held out of every model's training):
     HR/NDCG of the routed answer and of most-popular on the same users. Runs as a Ray task beside the VLM."""
     from reasonrec.recommend.bundle import Bundle
     from reasonrec.recommend.calibration import part_requests
-    from reasonrec.recommend.config import RecommendConfig
     from reasonrec.recommend.evaluate import evaluate_requests, popularity_metrics
-    from reasonrec.router.config import RouterConfig
     from reasonrec.tools.data import ToolData
 
-    bundle = Bundle(RecommendConfig.model_validate(recommend), RouterConfig.model_validate(router), version)
-    data = ToolData.load(bundle.cfg.dataset, split, negatives)
+    bundle = Bundle(system)
+    data = ToolData.load(system.dataset, split, negatives)
     requests = part_requests(data, "test", max_users=users, seed=0)   # EH as calibration and training read it
     metrics = evaluate_requests(bundle, requests, mode)
     popular = popularity_metrics(data.split.train, data.n_items, requests)
@@ -130,20 +121,20 @@ def offline_check(recommend: dict, router: dict, version: str, split: str, negat
 
 # ------------------------------------------------------------------------------------------------------- run
 
-def score_users(cfg: ScoreConfig, router: dict, version: str, staging: str, requested: RequestedUsers) -> list[dict]:
+def score_users(cfg: ScoreConfig, system: System, staging: str, requested: RequestedUsers) -> list[dict]:
     """The streaming pipeline over tonight's (de-duplicated) users; returns one stats row per written part.
     Makes tonight's histories file first if a caller skipped the setup (a no-op when it is there)."""
-    ensure_histories(cfg.recommend.dataset)
-    recommend = cfg.recommend.model_dump(mode="json")
+    ensure_histories(system.dataset)
+    run_date = cfg.run_date.isoformat()
     users = ray.data.from_arrow(requested.table).repartition(cfg.read_blocks)
     scored = users.map_batches(
-        CandidateScorer, fn_constructor_kwargs={"recommend": recommend, "router": router, "version": version},
+        CandidateScorer, fn_constructor_kwargs={"system": system, "staging": staging, "run_date": run_date},
         compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,
         batch_size=cfg.batch_size, batch_format="numpy",
     ).map_batches(
-        RouterScorer, fn_constructor_kwargs={"recommend": recommend, "router": router, "version": version,
-                                             "k": cfg.k, "run_date": cfg.run_date.isoformat(), "mode": cfg.mode},
-        compute=ray.data.ActorPoolStrategy(size=cfg.vlm_actors), num_cpus=cfg.vlm_cpus, num_gpus=vlm_gpus(cfg),
+        RouterScorer, fn_constructor_kwargs={"system": system, "k": cfg.k, "run_date": run_date, "mode": cfg.mode},
+        compute=ray.data.ActorPoolStrategy(size=cfg.vlm_actors), num_cpus=cfg.vlm_cpus,
+        num_gpus=gpus_for(cfg.vlm_gpus),
         batch_size=cfg.batch_size, batch_format="pyarrow",
     ).map_batches(write_batch, fn_kwargs={"staging": staging}, num_cpus=cfg.write_cpus, batch_size=None,
                   batch_format="pyarrow")
@@ -156,14 +147,14 @@ def check_night(staging: str, requested: RequestedUsers, k: int, parts: list[dic
     """The commit gate: the staging folder read back (every requested user exactly once, scored or quarantined),
     and the write tasks' statistics agreeing with it (they feed the route shares and latencies)."""
     on_disk = verify_staging(staging, requested, k)
-    reported = (sum(p["users"] for p in parts), sum(p["rows"] for p in parts), sum(p["quarantined"] for p in parts))
-    if reported != (on_disk.users, on_disk.rows, on_disk.quarantined):
-        raise IncompleteNight(f"{staging}: the write tasks reported (users, rows, quarantined) = {reported}, the "
-                              f"files hold {(on_disk.users, on_disk.rows, on_disk.quarantined)}")
+    reported = (sum(p["users"] for p in parts), sum(p["rows"] for p in parts))
+    if reported != (on_disk.users, on_disk.rows):
+        raise IncompleteNight(f"{staging}: the write tasks reported (users, rows) = {reported}, the files hold "
+                              f"{(on_disk.users, on_disk.rows)}")
     return on_disk
 
 
-def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds: float, check: dict | None,
+def summarise(cfg: ScoreConfig, parts: list[dict], system: System, seconds: float, check: dict | None,
               requested: RequestedUsers, on_disk: NightOnDisk) -> dict:
     routes = np.array([r for p in parts for r in p["routes"]], dtype=str)
     latency = np.array([x for p in parts for x in p["latency"]], dtype=float)
@@ -175,8 +166,8 @@ def summarise(cfg: ScoreConfig, parts: list[dict], version: str, policy, seconds
         per_route[route] = ({f"p{q}": round(float(np.percentile(on, q)) * 1e3, 3) for q in (50, 95, 99)}
                             if len(on) else {})
     return {
-        "run_date": cfg.run_date.isoformat(), "dataset": cfg.recommend.dataset, "model_version": version,
-        "mode": cfg.mode, "policy": None if policy is None else policy.model_dump(mode="json"),
+        "run_date": cfg.run_date.isoformat(), "dataset": system.dataset, "model_version": system.model_version,
+        "mode": cfg.mode, "policy": None if system.policy is None else system.policy.model_dump(mode="json"),
         "requested_users": requested.n, "duplicate_users": requested.duplicates,
         "users": users, "rows": rows, "quarantined": on_disk.quarantined, "short_lists": on_disk.short_lists,
         "vlm_failures": int((sources == "tool_fallback").sum()),
@@ -204,9 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = job_parser(__doc__).parse_args(argv)
     cfg = resolve_config(ScoreConfig, args)
     ensure_artifacts(cfg)
-    version = model_version(cfg.recommend)
-    router_cfg, policy = resolve_router(cfg.recommend, version)
-    router = router_cfg.model_dump(mode="json")
+    system = resolve(cfg.recommend)
     try:
         requested = read_requested(users_uri(cfg), cfg.max_users)
     except ValueError as e:
@@ -219,9 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     check = None
     if cfg.eval_split is not None:
-        check = ray.get(ray.remote(offline_check).options(num_cpus=cfg.vlm_cpus, num_gpus=vlm_gpus(cfg)).remote(
-            cfg.recommend.model_dump(mode="json"), router, version, cfg.eval_split, cfg.eval_negatives,
-            cfg.eval_users, cfg.mode))
+        check_task = ray.remote(offline_check).options(num_cpus=cfg.vlm_cpus, num_gpus=gpus_for(cfg.vlm_gpus))
+        check = ray.get(check_task.remote(system, cfg.eval_split, cfg.eval_negatives, cfg.eval_users, cfg.mode))
         print(f"[score] offline check ({check['protocol']} {check['split']} test, {check['users']} users, "
               f"{cfg.mode}): HR@5={check['HR@5']:.4f} NDCG@5={check['NDCG@5']:.4f}; most-popular "
               f"HR@5={check['most_popular']['HR@5']:.4f}", flush=True)
@@ -234,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[score] deleted a killed run's staging folder {uri}", flush=True)
     started = time.perf_counter()
     try:
-        parts = score_users(cfg, router, version, staging, requested)
+        parts = score_users(cfg, system, staging, requested)
         seconds = time.perf_counter() - started
         on_disk = check_night(staging, requested, cfg.k, parts)
     except IncompleteNight as e:
@@ -243,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
     except BaseException:
         publication.abort()
         raise
-    summary = summarise(cfg, parts, version, policy, seconds, check, requested, on_disk)
+    summary = summarise(cfg, parts, system, seconds, check, requested, on_disk)
     summary["table"] = publication.commit(summary)
     summary["summary"] = write_summary(cfg, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "policy"}, indent=2))

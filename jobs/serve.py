@@ -18,8 +18,9 @@ import ray
 from ray import serve
 
 from actors.cluster import init_ray, joins_existing, stop_on_signals
-from actors.serve import build, versioned_router
+from actors.serve import build
 from reasonrec.cli import job_parser, resolve_config
+from reasonrec.recommend.system import resolve
 from reasonrec.serving.config import ServeConfig
 
 
@@ -29,7 +30,7 @@ THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 def start(cfg: ServeConfig, **ray_init) -> str:
     """Deploy the app on the current (or a new local) Ray cluster; returns its URL. Returns before the models
     are loaded: GET <url>/readyz says when they are. ray_init: extra ray.init arguments for a new cluster."""
-    router, version = versioned_router(cfg)
+    system = resolve(cfg.recommend)
     if not joins_existing(cfg.ray_address):
         # Read by every Serve process at import: it must be in the environment before Ray starts them.
         os.environ[THROUGHPUT_ENV] = "1" if cfg.throughput_optimized else "0"
@@ -39,9 +40,9 @@ def start(cfg: ServeConfig, **ray_init) -> str:
               "processes use the mode only if the cluster's `ray start` had it (ray_cluster.yaml does)", flush=True)
     init_ray(cfg.ray_address, **ray_init)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
-    serve.run(build(cfg, router, version), name=cfg.app_name, route_prefix=cfg.route_prefix)
+    serve.run(build(cfg, system), name=cfg.app_name, route_prefix=cfg.route_prefix)
     url = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
-    print(f"[serve] {cfg.app_name} serving {version} at {url} (API docs: {url}/docs, readiness: {url}/readyz)",
+    print(f"[serve] {cfg.app_name} serving {system.model_version} at {url} (API docs: {url}/docs, readiness: {url}/readyz)",
           flush=True)
     return url
 

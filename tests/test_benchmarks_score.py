@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from reasonrec.recommend.bundle import model_version
+from reasonrec.recommend.system import model_version
 from reasonrec.recommend.calibration import part_requests
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.router.config import Policy

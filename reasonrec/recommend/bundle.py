@@ -1,13 +1,11 @@
-"""Everything a scorer loads once — dataset state, tools, the faiss index, the VLM and the policy — so a Ray
-actor (or a Serve replica) builds one Bundle in its constructor and reuses it for every batch."""
+"""Everything a scorer loads once — dataset state, tools, the faiss index, the VLM — so a Ray actor (or a Serve
+replica) builds one Bundle from the resolved System (reasonrec.recommend.system) in its constructor and reuses
+it for every batch. The Bundle decides nothing: tools folder, consult pool, router and version are the System's."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
@@ -15,7 +13,8 @@ from reasonrec.data.schema import Dataset
 from reasonrec.io import fetch_dir, join, open_fs
 from reasonrec.recommend import histories
 from reasonrec.recommend.config import RecommendConfig
-from reasonrec.router.config import Policy, RouterConfig
+from reasonrec.recommend.system import System, vlm_settings, vlm_tool_names
+from reasonrec.router.config import RouterConfig
 from reasonrec.tools.base import Tool, load_tool
 from reasonrec.tools.data import Histories
 from reasonrec.tools.retrieval import build_index
@@ -25,66 +24,37 @@ from reasonrec.vlm.templates import ItemText
 from reasonrec.vlm.tool_labels import RANKING_TASKS
 
 
-def vlm_settings(vlm_dir: str) -> dict:
-    """The `settings` of a train_vlm run (run.json): how its instructions were rendered, its model config."""
-    fs, path = open_fs(join(vlm_dir, "run.json"))
-    if not fs.exists(path):
-        raise FileNotFoundError(f"{vlm_dir}: no run.json; is this a jobs/train_vlm.py output folder?")
-    with fs.open(path, "r") as f:
-        return json.load(f)["settings"]
-
-
-def model_version(cfg: RecommendConfig) -> str:
-    """'<run folder name>@<sha256 of the VLM weights, 12 hex>', or 'tools@<best tool's weights hash>' without a
-    VLM: a policy and a nightly table name exactly the weights they came from."""
-    if cfg.vlm_dir is not None:
-        name, folder = Path(cfg.vlm_dir.rstrip("/")).name, join(cfg.vlm_dir, "model")
-    else:
-        best = cfg.router.best_tool.get("sequential")
-        if cfg.tools_dir is None or best is None:
-            raise ValueError("without a VLM, tools_dir and router.best_tool.sequential must be set")
-        name, folder = "tools", join(cfg.tools_dir, best)
-    fs, path = open_fs(folder)
-    digest = hashlib.sha256()
-    weights = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".safetensors"))
-    if not weights:
-        raise FileNotFoundError(f"{folder}: no .safetensors weights")
-    for file in weights:
-        with fs.open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                digest.update(chunk)
-    return f"{name}@{digest.hexdigest()[:12]}"
-
-
-def resolve_router(cfg: RecommendConfig, version: str) -> tuple[RouterConfig, Policy | None]:
-    """The router config to run with: the calibrated policy applied (policy=calibrated), or the config's."""
-    if cfg.policy == "config" or cfg.vlm_dir is None:
-        return cfg.router, None
-    policy = Policy.load(cfg.vlm_dir, version)
-    return policy.apply(cfg.router), policy
-
-
 class Bundle:
     """Loaded artifacts. Heavy parts (VLM, index, tonight's histories) load on first use, so a stage that
     only needs the tools never pays for the VLM."""
 
-    def __init__(self, cfg: RecommendConfig, router: RouterConfig | None = None, version: str | None = None):
-        self.cfg = cfg
-        self.settings = vlm_settings(cfg.vlm_dir) if cfg.vlm_dir is not None else None
-        self.router = router or cfg.router
-        self.version = version
-        self.dataset = Dataset.load(cfg.dataset)   # tables are read on first use: scoring never reads interactions
+    def __init__(self, system: System):
+        self.system = system
+        self.settings = vlm_settings(system.vlm_dir) if system.vlm_dir is not None else None
+        self.dataset = Dataset.load(system.dataset)   # tables are read on first use: scoring never reads interactions
         self.n_items = self.dataset.n_items
         self._tmp = tempfile.TemporaryDirectory(prefix="reasonrec-bundle-")
+
+    @property
+    def cfg(self) -> RecommendConfig:
+        """The resolved recommend config (its router is `router`: there is one)."""
+        return self.system.recommend
+
+    @property
+    def router(self) -> RouterConfig:
+        return self.system.router
+
+    @property
+    def version(self) -> str:
+        return self.system.model_version
 
     # ------------------------------------------------------------------ configuration read from the VLM run
 
     @property
     def tools_dir(self) -> str:
-        tools_dir = self.cfg.tools_dir or (self.settings or {}).get("tools_dir")
-        if tools_dir is None:
+        if self.system.tools_dir is None:
             raise ValueError("no tools_dir: set recommend.tools_dir (the VLM was trained without tools)")
-        return tools_dir
+        return self.system.tools_dir
 
     @cached_property
     def instruction_config(self) -> InstructionConfig:
@@ -93,11 +63,7 @@ class Bundle:
     @cached_property
     def vlm_tool_names(self) -> list[str]:
         """Tools the VLM has <tool_*> tokens for (its reasonrec.json), in its column order."""
-        if self.cfg.vlm_dir is None:
-            return []
-        fs, path = open_fs(join(self.cfg.vlm_dir, "model", "reasonrec.json"))
-        with fs.open(path, "r") as f:
-            return list(json.load(f)["tool_names"])
+        return vlm_tool_names(self.system.vlm_dir) if self.system.vlm_dir is not None else []
 
     # ------------------------------------------------------------------ tools
 
@@ -113,19 +79,9 @@ class Bundle:
             raise ValueError(f"tools {wrong} are not ranking tools (sequential/direct); they cannot rank candidates")
         return tools
 
-    @cached_property
+    @property
     def consult_pool(self) -> list[str]:
-        if self.cfg.consult_pool is not None:
-            return list(self.cfg.consult_pool)
-        known = [n for n in self.vlm_tool_names if self._tool_task(n) in RANKING_TASKS]
-        return known or list(self.router.consult_tools.get("sequential", []))
-
-    def _tool_task(self, name: str) -> str | None:
-        fs, path = open_fs(join(self.tools_dir, name, "tool.json"))
-        if not fs.exists(path):
-            return None
-        with fs.open(path, "r") as f:
-            return json.load(f)["task"]
+        return list(self.cfg.consult_pool or [])
 
     def _load_tool(self, name: str) -> Tool:
         folder = join(self.tools_dir, name)

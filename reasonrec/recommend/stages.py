@@ -1,41 +1,27 @@
-"""The three stages of a recommendation, on arrays: retrieve candidates, score them with the tools (and
-take the first routing decision), then run the VLM on the rows that need it (second decision, refine).
+"""The stages of a recommendation over a loaded Bundle: retrieve candidates, score them with the tools, then
+answer — the router's dispatch (reasonrec.router.answer: route, VLM first pass, refine, merge, rationale) with
+this Bundle's VLM, instructions and consult pool plugged in (`BundlePasses`).
 
-Routing (reasonrec.router.policy): a row is low risk — the best tool answers alone — when EH < tau_low and
-the best tool's confidence >= tau_tool. The others get a first VLM pass; those with EH > tau_high, VLM
-confidence < tau_conf or an unparsable output are high risk: `n_consult` tools are chosen
-(router.tool_selection), their outputs are shown in a second VLM pass, and `router.refine.merge` keeps the
-refined VLM ranking (or the consulted tools' vote if that pass does not parse either).
-
-`mode` forces a route for comparisons and calibration: "tools" (every row on the best tool), "vlm" (the VLM
-alone, never consulting), "vlm+tools" (every row consults and refines), "routed" (the policy decides).
-
-A VLM that raises on a batch does not lose the batch: its rows fall back to the best tool, route "tool",
-source "tool_fallback", and a rationale saying so (counted in the run summary).
+The nightly job's actors, the Serve app, calibration, the reports and the benchmarks all call these functions.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.requests import InstructionWriter, Requests
-from reasonrec.router.policy import RoutingDecision, first_stage, second_stage, vlm_confidence
-from reasonrec.router.refine import merge, rationale, refine
-from reasonrec.router.tool_selection import consulted_names, select_tools
+from reasonrec.router.answer import MODES, Answer, Mode, ToolScores, answer_rows, ranked
+from reasonrec.router.config import RouterConfig
 from reasonrec.tools.data import Queries
 from reasonrec.tools.retrieval import retrieve
-from reasonrec.vlm.tool_labels import ToolOutputs, pad_histories, scale_free_confidence
+from reasonrec.vlm.tool_labels import pad_histories
 
-Mode = Literal["routed", "tools", "vlm", "vlm+tools"]
-MODES: tuple[Mode, ...] = ("routed", "tools", "vlm", "vlm+tools")
-CONFIDENCE_TOP_K = 10   # a tool's confidence is read over its best 10 candidates (as the tool labels do)
-SHOWN_ITEMS = 3         # items of a consulted tool's list shown in the refine prompt (InstructionConfig.tool_top_m)
+__all__ = ["MODES", "Answer", "BundlePasses", "Mode", "ToolScores", "answer", "ranked", "retrieve_candidates",
+           "score_tools"]
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
@@ -76,37 +62,6 @@ def _trailing_padding(candidates: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- tools
 
-@dataclass
-class ToolScores:
-    """Each tool's score of each candidate column: [n, T, C], -inf on padding; column 0 is the best tool."""
-
-    names: list[str]
-    scores: np.ndarray
-    seconds: float = 0.0   # wall time of scoring the whole batch with every tool
-
-    def take(self, rows: np.ndarray) -> "ToolScores":
-        return ToolScores(self.names, self.scores[rows], self.seconds)
-
-    def confidence(self) -> np.ndarray:
-        """[n, T] scale-free confidence over each tool's top CONFIDENCE_TOP_K candidates."""
-        n, t, c = self.scores.shape
-        k = max(1, min(CONFIDENCE_TOP_K, c))
-        top = -np.sort(-self.scores, axis=2)[:, :, :k]
-        return scale_free_confidence(top.reshape(n * t, k)).reshape(n, t)
-
-    def outputs(self, candidates: np.ndarray, targets: np.ndarray) -> ToolOutputs:
-        """What each tool would show (top items, confidence) and whether it holds the target in its top
-        CONFIDENCE_TOP_K (usable; all False without targets): the refine prompt's and the oracle's input."""
-        n, t, c = self.scores.shape
-        order = np.argsort(-self.scores, axis=2, kind="stable")
-        ranked = np.take_along_axis(np.broadcast_to(candidates[:, None, :], (n, t, c)), order, axis=2)
-        ranked = np.where(np.take_along_axis(self.scores, order, axis=2) > -np.inf, ranked, -1)
-        top_k = ranked[:, :, :CONFIDENCE_TOP_K]
-        usable = (top_k == np.asarray(targets)[:, None, None]).any(axis=2) & (np.asarray(targets) >= 0)[:, None]
-        return ToolOutputs(list(self.names), usable, ranked[:, :, :SHOWN_ITEMS].copy(), self.confidence(),
-                           np.full((n, t), np.nan))
-
-
 def score_tools(bundle: Bundle, requests: Requests, names: Sequence[str] | None = None) -> ToolScores:
     """`names` (default: the best tool alone — all a row on the tool route needs) on every row's candidates.
     The consult pool is scored inside `answer`, for the high-risk rows only."""
@@ -127,152 +82,34 @@ def score_tools(bundle: Bundle, requests: Requests, names: Sequence[str] | None 
 
 # ---------------------------------------------------------------------------------------------- answer
 
-@dataclass
-class Answer:
-    """Per row: the final candidate scores and how they came about."""
+class BundlePasses:
+    """A Bundle as the router's VLMPasses: its instructions, its VLM scorer (loaded on first use, inside the
+    router's fallback), and its consult pool's tools."""
 
-    scores: np.ndarray                # float [n, C] higher = better; -inf on padding
-    route: np.ndarray                 # "tool" | "vlm" | "vlm+tools"
-    risk: np.ndarray                  # "low" | "medium" | "high"
-    confidence: np.ndarray            # the confidence the route was decided on (tool's on the tool route)
-    parse_ok: np.ndarray              # bool: the VLM's first pass parsed (True on the tool route)
-    source: np.ndarray                # "tool" | "vlm" | "tool_vote" | "vlm_unparsed" | "tool_fallback"
-    tools_consulted: list[list[str]]
-    rationale: list[str]
-    latency: np.ndarray               # seconds per row: its share of each stage it went through
-    seconds: dict[str, float] = field(default_factory=dict)   # batch wall time per stage
-    vlm_failures: int = 0             # rows whose VLM pass raised (answered by the best tool instead)
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
 
+    @property
+    def pool(self) -> list[str]:
+        return list(self.bundle.tools)
 
-def answer(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode = "routed") -> Answer:
-    """Route, run the VLM where needed, merge. tools must come from score_tools on the same requests."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    n, cfg = len(requests), bundle.router
-    eh = requests.eh.astype(np.float64)
-    tool_conf = tools.confidence()[:, 0] if tools.names else np.full(n, np.nan)
-    best_name = tools.names[0] if tools.names else None
-    scores = tools.scores[:, 0].astype(np.float64) if tools.names else np.full(requests.candidates.shape, -np.inf)
-    scores = np.where(requests.candidates >= 0, scores, -np.inf)
-    per_row_tools = tools.seconds / max(n, 1)
-    scores_tool = scores.copy()
-    out = Answer(scores=scores, route=np.full(n, "tool", dtype="<U9"), risk=np.full(n, "low", dtype="<U6"),
-                 confidence=tool_conf.copy(), parse_ok=np.ones(n, dtype=bool), source=np.full(n, "tool", dtype="<U16"),
-                 tools_consulted=[[] for _ in range(n)], rationale=[""] * n, latency=np.full(n, per_row_tools),
-                 seconds={"tools": tools.seconds, "vlm": 0.0, "refine": 0.0})
-    if mode == "tools" or bundle.cfg.vlm_dir is None:  # never load the VLM when no row will use it
-        low = np.ones(n, dtype=bool)
-    elif mode == "routed":
-        low = first_stage(eh, tool_conf, cfg)
-    else:
-        low = np.zeros(n, dtype=bool)
-    decision = RoutingDecision(out.route, out.risk, eh, tool_conf, np.full(n, np.nan), out.parse_ok)
-    vlm_rows = np.flatnonzero(~low)
-    if len(vlm_rows):
-        try:
-            _vlm_rows(bundle, requests, tools, mode, vlm_rows, out, decision)
-        except Exception as err:  # noqa: BLE001 - a failing VLM batch falls back to the tool, counted
-            # Undo whatever the VLM pass had filled in: these rows are answered by the best tool, as on its route.
-            out.scores[vlm_rows] = scores_tool[vlm_rows]
-            out.route[vlm_rows], out.risk[vlm_rows], out.source[vlm_rows] = "tool", "high", "tool_fallback"
-            out.confidence[vlm_rows], out.parse_ok[vlm_rows] = tool_conf[vlm_rows], False
-            out.latency[vlm_rows] = per_row_tools
-            for i in vlm_rows:
-                out.tools_consulted[i] = []
-            out.vlm_failures = len(vlm_rows)
-            note = f"VLM failed ({type(err).__name__}: {str(err)[:80]}); {best_name or 'tool'} answered"
-            for i in vlm_rows:
-                out.rationale[i] = note
-    tool_rows = np.flatnonzero(out.route == "tool")
-    for i, line in zip(tool_rows, rationale(_subset(decision, tool_rows), cfg, best_name)):
-        if not out.rationale[i]:
-            out.rationale[i] = line
-    if mode != "routed":  # a forced route: the policy's reasons would be false, say what happened instead
-        out.rationale = [_forced_rationale(mode, out, i, best_name) for i in range(n)]
-    return out
+    @property
+    def tool_names(self) -> list[str]:
+        return self.bundle.scorer.tool_names
+
+    def instructions(self, rows: Requests):
+        return InstructionWriter(self.bundle.item_text, self.bundle.instruction_config).sequential(rows)
+
+    def score(self, instructions):
+        return self.bundle.scorer.score(instructions)
+
+    def score_tools(self, rows: Requests, names: Sequence[str]) -> ToolScores:
+        return score_tools(self.bundle, rows, names)
 
 
-def _forced_rationale(mode: Mode, out: Answer, i: int, best_name: str | None) -> str:
-    parts = [f"forced route ({mode} mode)"]
-    if out.route[i] == "tool":
-        parts.append(f"{best_name or 'tool'} answered" + (" (VLM failed)" if out.source[i] == "tool_fallback" else ""))
-    else:
-        parts.append(f"VLM conf {out.confidence[i]:.2f}" if out.parse_ok[i] else "VLM output malformed")
-        if out.route[i] == "vlm+tools":
-            parts.append(f"consulted {', '.join(out.tools_consulted[i]) or 'no tool'}; answer from {out.source[i]}")
-    return "; ".join(parts)
-
-
-def _vlm_rows(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode, rows: np.ndarray, out: Answer,
-              decision: RoutingDecision) -> None:
-    """First VLM pass on `rows`, second stage, refine pass on the high ones; fills `out` in place."""
-    cfg, scorer = bundle.router, bundle.scorer
-    sub = requests.take(rows)
-    writer = InstructionWriter(bundle.item_text, bundle.instruction_config)
-    instructions = writer.sequential(sub)
-    started = time.perf_counter()
-    first = scorer.score(instructions)
-    out.seconds["vlm"] = time.perf_counter() - started
-    conf = vlm_confidence(first, "sequential", cfg.confidence_source)
-    if mode == "routed":
-        high = second_stage(sub.eh, conf, first.parse_ok, cfg)
-    else:
-        high = np.full(len(rows), mode == "vlm+tools")
-    out.scores[rows] = _widen(first.scores, sub.candidates.shape[1])
-    out.route[rows] = np.where(high, "vlm+tools", "vlm")
-    out.risk[rows] = np.where(high, "high", "medium")
-    out.confidence[rows] = conf
-    out.parse_ok[rows] = first.parse_ok
-    out.source[rows] = "vlm"
-    out.latency[rows] += out.seconds["vlm"] / len(rows)
-    decision.vlm_confidence[rows] = conf
-    consulted_lists: list[list[str]] = [[] for _ in rows]
-    sources = np.full(len(rows), "vlm", dtype="<U16")
-    high_rows = np.flatnonzero(high)
-    pool = list(bundle.tools)   # best tool first, then the consult pool
-    if len(high_rows) and pool:
-        hi = sub.take(high_rows)
-        started = time.perf_counter()
-        # The pool is scored here, for high-risk rows only (unless the caller scored it for every row).
-        hi_tools = (tools.take(rows[high_rows]) if tools.names == pool else score_tools(bundle, hi, pool))
-        outputs = hi_tools.outputs(hi.candidates, hi.targets)
-        mask = select_tools(cfg, "sequential", pool, hi.user_idx, tool_probs=first.tool_probs[high_rows],
-                            prob_names=scorer.tool_names, usable=outputs.usable, targets=hi.targets,
-                            confidence=outputs.confidence)
-        second = scorer.score(refine([instructions[i] for i in high_rows], outputs, mask))
-        out.seconds["refine"] = time.perf_counter() - started
-        width = hi.candidates.shape[1]
-        merged = merge(_widen(second.scores, width), hi.candidates, second.parse_ok, hi_tools.scores, mask)
-        out.scores[rows[high_rows]] = merged.scores
-        out.latency[rows[high_rows]] += out.seconds["refine"] / len(high_rows)
-        sources[high_rows] = merged.source
-        for j, names in zip(high_rows, consulted_names(mask, pool)):
-            consulted_lists[j] = names
-    out.source[rows] = sources
-    for j, i in enumerate(rows):
-        out.tools_consulted[i] = consulted_lists[j]
-    lines = rationale(_subset(decision, rows), cfg, tools.names[0] if tools.names else None,
-                      consulted=consulted_lists, source=sources)
-    for i, line in zip(rows, lines):
-        out.rationale[i] = line
-
-
-def _widen(scores: np.ndarray, width: int) -> np.ndarray:
-    """VLM scores [n, w<=width] -> [n, width] with -inf beyond each row's candidates."""
-    full = np.full((len(scores), width), -np.inf)
-    full[:, :scores.shape[1]] = scores
-    return full
-
-
-def _subset(decision: RoutingDecision, rows: np.ndarray) -> RoutingDecision:
-    return RoutingDecision(decision.route[rows], decision.risk[rows], decision.eh[rows],
-                           decision.tool_confidence[rows], decision.vlm_confidence[rows], decision.parse_ok[rows])
-
-
-def ranked(answer_: Answer, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(items [n, k], scores [n, k]) best first, ties to the lower column; -1 / -inf where a row has fewer."""
-    order = np.argsort(-answer_.scores, axis=1, kind="stable")[:, :k]
-    items = np.take_along_axis(candidates, order, axis=1)
-    scores = np.take_along_axis(answer_.scores, order, axis=1)
-    items = np.where(np.isfinite(scores), items, -1)
-    return items, scores
+def answer(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode = "routed",
+           router: RouterConfig | None = None) -> Answer:
+    """The router's answer on `requests` with this Bundle's models; `router` replaces the Bundle's for this call
+    only (a report comparing consult modes). tools must come from score_tools on the same requests."""
+    vlm = None if mode == "tools" or bundle.cfg.vlm_dir is None else BundlePasses(bundle)
+    return answer_rows(router or bundle.router, requests, tools, mode, vlm)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from reasonrec.report.outcomes import PartOutcomes
+from reasonrec.recommend.outcomes import PartOutcomes
 from reasonrec.report.ranking import metrics
 
 # Settings keys that name where a run wrote its outputs: a different folder is not a different model.

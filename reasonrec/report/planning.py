@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reasonrec.report.outcomes import Outcome, PartOutcomes
+from reasonrec.recommend.outcomes import Outcome, PartOutcomes
 from reasonrec.report.ranking import metrics
 from reasonrec.router.policy import ROUTES, Thresholds
 

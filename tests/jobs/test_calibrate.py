@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reasonrec.recommend.bundle import model_version
+from reasonrec.recommend.system import model_version
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.router.config import Policy, PolicyVersionError
 from tests.recommend.conftest import build_world

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reasonrec.recommend.bundle import Bundle, model_version
+from reasonrec.recommend.bundle import Bundle
+from reasonrec.recommend.system import model_version, resolve
 from reasonrec.recommend.calibration import part_requests
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.recommend.evaluate import evaluate_requests
@@ -80,7 +81,7 @@ def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world,
 
     # The routed answer read from the one pass = the recommendation path run in routed mode on the same users.
     requests = part_requests(world.data, "test", 10, 1)
-    bundle = Bundle(cfg)
+    bundle = Bundle(resolve(cfg))
     main = {r["model"]: r for r in report["main"]}
     for mode, name in (("routed", "ReasonRec (routed)"), ("vlm", "VLM-only")):
         expected = evaluate_requests(bundle, requests, mode, batch_size=8)

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from actors.recommend import _quarantine_as_rows, part_name, write_batch
+from actors.recommend import write_batch
+from reasonrec.recommend.parts import part_name, write_quarantine_part
 from reasonrec.data.schema import Dataset
 from reasonrec.io import open_fs
 from reasonrec.publish import SUCCESS, Publication, committed
@@ -324,26 +325,27 @@ def test_a_users_row_the_dataset_lacks_is_quarantined(job, world, s3_endpoint, t
 
 
 def test_quarantined_rows_are_written_and_committed_on_s3(s3_endpoint):
-    """The job's write + commit half on S3 for a batch holding a quarantined user: the part and its
-    _quarantine/ twin are published by copy and listed in _SUCCESS."""
+    """The job's write + commit half on S3 for a batch and a quarantined user: the part and its _quarantine/ twin
+    (written by the candidate stage, which found the user) are published by copy and listed in _SUCCESS."""
     out, run_date = "s3://rr-test/writer", dt.date.fromisoformat(DATE)
     rows = table_rows(np.array(["u0"]), np.array([[2, 0]]), np.array([[0.9, 0.5]]), np.array(["tool"]),
                       np.array(["low"]), np.array([0.5]), np.array([0.8]), [[]], ["EH 0.50 low"],
                       np.array(["i0", "i1", "i2"]), "v@1", run_date)
-    for name, values in {"quarantine": pa.nulls(2, pa.string()), "user_idx": pa.array([0, 0], pa.int64()),
-                         "latency": pa.array([0.01, 0.01]), "source": pa.array(["tool", "tool"])}.items():
+    for name, values in {"latency": pa.array([0.01, 0.01]), "source": pa.array(["tool", "tool"])}.items():
         rows = rows.append_column(name, values)
     held = quarantine_rows(np.array(["ghost"]), np.array([1060]), np.array(["user_idx 1060 is outside"]), run_date)
-    batch = pa.concat_tables([rows, _quarantine_as_rows(held, rows.schema, "v@1")])
 
     publication = Publication(out, PARTITION)
-    stats = write_batch(batch, publication.begin()).to_pylist()
-    name = part_name(pa.chunked_array([["u0", "u0", "ghost"]]))
-    assert [(s["file"], s["rows"], s["users"], s["quarantined"]) for s in stats] == [(name, 2, 1, 1)]
+    staging = publication.begin()
+    held_name = write_quarantine_part(staging, held)
+    stats = write_batch(rows, staging).to_pylist()
+    name = part_name(pa.chunked_array([["u0", "u0"]]))
+    assert held_name == part_name(pa.chunked_array([["ghost"]])) != name
+    assert [(s["file"], s["rows"], s["users"]) for s in stats] == [(name, 2, 1)]
     publication.commit({"night": DATE})
 
     record, table, quarantined = read_s3_partition(out)
-    assert record["files"] == [f"_quarantine/{name}", name]
+    assert record["files"] == sorted([f"_quarantine/{held_name}", name])
     assert table["item_id"].tolist() == ["i2", "i0"] and quarantined == [
         {"user_id": "ghost", "user_idx": 1060, "reason": "user_idx 1060 is outside", "run_date": run_date}]
 

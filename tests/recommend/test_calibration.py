@@ -1,14 +1,18 @@
-"""route_outcomes on the small world: every row answered on every route, hits checked against a hand count."""
+"""The outcomes loop (reasonrec.recommend.outcomes.collect) on the small world, as calibration runs it: every
+validation row answered on every route, hits checked against a hand count; calibration's config checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from reasonrec.metrics.ranking import rank_of_target
 from reasonrec.recommend.bundle import Bundle
-from reasonrec.recommend.calibration import CalibrateConfig, hits_at_k, part_requests, route_outcomes, split_eh
+from reasonrec.recommend.calibration import CalibrateConfig, part_requests, split_eh
 from reasonrec.recommend.config import RecommendConfig
+from reasonrec.recommend.outcomes import collect, target_columns
 from reasonrec.recommend.stages import score_tools
+from reasonrec.recommend.system import resolve
 from reasonrec.router.policy import ROUTES
 
 N_USERS = 24
@@ -16,9 +20,10 @@ N_USERS = 24
 
 @pytest.fixture(scope="module")
 def setup(world):
-    bundle = Bundle(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config", device="cpu"))
+    bundle = Bundle(resolve(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config",
+                                            device="cpu")))
     requests = part_requests(world.data, "valid", max_users=N_USERS, seed=3)
-    return bundle, requests, route_outcomes(bundle, requests, batch_size=10)   # 10 + 10 + 4 rows
+    return bundle, requests, collect(bundle, requests, batch_size=10)   # 10 + 10 + 4 rows
 
 
 def test_subset_is_seeded_and_targets_sit_in_every_list(world, setup):
@@ -41,14 +46,18 @@ def test_shapes_and_values(setup):
     for arr in (out.tool_confidence, out.vlm_confidence, out.parse_ok):
         assert arr.shape == (n,)
     assert np.isfinite(out.tool_confidence).all()
+    hits = out.hits()
     for route in ROUTES:
-        assert out.hits[route].shape == (n,) and set(np.unique(out.hits[route])) <= {0.0, 1.0}
-        assert out.latency[route].shape == (n,) and (out.latency[route] > 0).all()
+        assert hits[route].shape == (n,) and set(np.unique(hits[route])) <= {0.0, 1.0}
+        latency = out.answers[route].latency
+        assert latency.shape == (n,) and (latency > 0).all()
         assert out.vlm_failures[route] == 0
+        # The route each row took is recorded: the forced one (or the tool after a VLM failure: none here).
+        assert set(out.answers[route].route) == {route}
     lat = out.mean_latency()
     # The VLM routes pay for the tools too; vlm+tools adds a second VLM pass to the first.
     assert lat["tool"] < lat["vlm"] and lat["tool"] < lat["vlm+tools"]
-    assert out.hr5() == {r: pytest.approx(out.hits[r].mean()) for r in ROUTES}
+    assert out.hr5() == {r: pytest.approx(hits[r].mean()) for r in ROUTES}
 
 
 def test_tool_route_hits_match_a_hand_count(setup):
@@ -59,38 +68,52 @@ def test_tool_route_hits_match_a_hand_count(setup):
         col = int(np.flatnonzero(requests.candidates[row] == requests.targets[row])[0])
         others = np.delete(best[row], col)
         expected.append(float((others >= best[row, col]).sum() < 5))   # pessimistic ties
-    assert np.array_equal(out.hits["tool"], np.array(expected))
+    assert np.array_equal(out.hits()["tool"], np.array(expected))
     conf = score_tools(bundle, requests).confidence()[:, 0]
     np.testing.assert_allclose(out.tool_confidence, conf)
 
 
 def test_rerun_is_deterministic(setup):
     bundle, requests, out = setup
-    again = route_outcomes(bundle, requests, batch_size=10)
+    again = collect(bundle, requests, batch_size=10)
     for route in ROUTES:
-        assert np.array_equal(out.hits[route], again.hits[route]), route
+        assert np.array_equal(out.answers[route].rank, again.answers[route].rank), route
     np.testing.assert_array_equal(out.tool_confidence, again.tool_confidence)
     np.testing.assert_array_equal(out.vlm_confidence, again.vlm_confidence)
     np.testing.assert_array_equal(out.parse_ok, again.parse_ok)
 
 
-def test_hits_at_k_rules():
+def test_hit_rules():
     candidates = np.array([[7, 8, 9, 10, 11, 12], [7, 8, 9, 10, 11, 12]])
     targets = np.array([12, 12])
+
+    def hits(scores, targets=targets, user_idx=None):
+        return list(rank_of_target(scores, target_columns(candidates, targets, user_idx)) < 5)
+
     tied = np.zeros((2, 6))                                   # every column ties with the target: rank 5
-    assert list(hits_at_k(tied, candidates, targets)) == [0.0, 0.0]
+    assert hits(tied) == [False, False]
     padded = np.array([[-np.inf] * 5 + [0.0], [1, 2, 3, 4, 5, 0.0]])   # -inf never beats a finite target
-    assert list(hits_at_k(padded, candidates, targets)) == [1.0, 0.0]
+    assert hits(padded) == [True, False]
     with pytest.raises(ValueError, match="user_idx 42: target item 99"):
-        hits_at_k(tied, candidates, np.array([12, 99]), user_idx=np.array([41, 42]))
+        hits(tied, np.array([12, 99]), user_idx=np.array([41, 42]))
 
 
-def test_route_outcomes_needs_targets(setup):
+def test_collect_needs_targets(setup):
     bundle, requests, _ = setup
     tonight = requests.take(np.arange(2))
     tonight.targets[:] = -1
     with pytest.raises(ValueError, match="needs targets"):
-        route_outcomes(bundle, tonight)
+        collect(bundle, tonight)
+
+
+def test_one_live_mode_matches_the_forced_routes(setup):
+    """The nightly check's form (one mode, no warm-up) runs the same loop: the tools mode alone gives the forced
+    tool route's ranks row for row, and no VLM reading is invented for it."""
+    bundle, requests, out = setup
+    live = collect(bundle, requests, batch_size=10, modes=("tools",), warm_up=False)
+    assert list(live.answers) == ["tool"]
+    np.testing.assert_array_equal(live.answers["tool"].rank, out.answers["tool"].rank)
+    assert np.isnan(live.vlm_confidence).all() and not live.parse_ok.any()
 
 
 def test_config_checks(world):

@@ -16,11 +16,12 @@ import pytest
 from actors.recommend import CandidateScorer, RouterScorer, write_batch
 from reasonrec.data.schema import INTERACTIONS_SCHEMA, Dataset
 from reasonrec.recommend import histories
-from reasonrec.recommend.bundle import Bundle, model_version
+from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.recommend.histories import HistoryReader, ensure_histories, histories_path
 from reasonrec.recommend.requests import gather
 from reasonrec.recommend.stages import retrieve_candidates
+from reasonrec.recommend.system import System, resolve
 
 N_CANDIDATES = 20
 
@@ -36,8 +37,14 @@ def dataset(world, tmp_path_factory) -> str:
     return str(root)
 
 
+def data_only(dataset: str) -> Bundle:
+    """A Bundle over the dataset alone (no tools, no VLM: nothing to resolve)."""
+    return Bundle(System(recommend=RecommendConfig(dataset=dataset, vlm_dir=None), model_version="none",
+                         policy_source="none"))
+
+
 def test_the_file_holds_every_interaction_and_tonights_eh(dataset):
-    bundle = Bundle(RecommendConfig(dataset=dataset, vlm_dir=None))
+    bundle = data_only(dataset)
     table = pq.read_table(histories_path(dataset))
     meta = pq.ParquetFile(histories_path(dataset)).metadata
     assert table.schema.remove_metadata().equals(histories.HISTORIES_SCHEMA)
@@ -52,7 +59,7 @@ def test_the_file_holds_every_interaction_and_tonights_eh(dataset):
 
 
 def test_a_batch_in_any_order_reads_what_gather_gives(dataset):
-    bundle = Bundle(RecommendConfig(dataset=dataset, vlm_dir=None))
+    bundle = data_only(dataset)
     reader = HistoryReader(dataset)
     users = np.random.default_rng(0).permutation(bundle.dataset.n_users)[:40]
     users = np.concatenate([users, users[:3]])               # repeats, across row groups, unsorted
@@ -85,46 +92,47 @@ def test_an_up_to_date_file_is_kept_and_a_stale_one_rewritten(dataset, tmp_path)
 def test_the_scoring_actors_never_read_interactions(world, dataset, tmp_path):
     """Score a batch (with an unknown user) on the dataset, then on a copy whose interactions.parquet is empty:
     the same table, and the actors' Bundles never loaded the interactions."""
-    def night(root: str) -> tuple[pa.Table, list]:
-        recommend = RecommendConfig(dataset=root, vlm_dir=world.vlm_dir, policy="config",
-                                    n_candidates=N_CANDIDATES).model_dump(mode="json")
-        version = model_version(RecommendConfig.model_validate(recommend))
-        router = RecommendConfig.model_validate(recommend).router.model_dump(mode="json")
-        candidates = CandidateScorer(recommend, router, version)
-        routes = RouterScorer(recommend, router, version, k=5, run_date="2026-11-22", mode="routed")
+    def night(root: str) -> tuple[pa.Table, list, list]:
+        system = resolve(RecommendConfig(dataset=root, vlm_dir=world.vlm_dir, policy="config",
+                                         n_candidates=N_CANDIDATES))
+        staging = tmp_path / f"staging-{Path(root).name}"
+        candidates = CandidateScorer(system, str(staging), "2026-11-22")
+        routes = RouterScorer(system, k=5, run_date="2026-11-22", mode="routed")
         users = Dataset.load(world.dataset).users.iloc[:10]
         batch = {"user_id": np.append(users["user_id"].to_numpy(), "ghost"),
                  "user_idx": np.append(users["user_idx"].to_numpy(), 10_000)}
         scored = candidates(batch)
         table = routes(scored)
         loaded = [candidates.bundle.dataset._frames["interactions"], routes.bundle.dataset._frames["interactions"]]
-        return scored, table, loaded
+        held = pq.read_table(staging / "_quarantine").to_pylist()   # the unknown user left the stream here
+        return scored, table, loaded, held
 
     emptied = tmp_path / "emptied"
     shutil.copytree(dataset, emptied)
     pq.write_table(INTERACTIONS_SCHEMA.empty_table(), emptied / "interactions.parquet")   # histories file kept
 
-    scored, table, loaded = night(dataset)
-    scored_again, table_again, loaded_again = night(str(emptied))
+    scored, table, loaded, held = night(dataset)
+    scored_again, table_again, loaded_again, held_again = night(str(emptied))
     assert loaded == loaded_again == [None, None]
+    assert held == held_again and [h["user_id"] for h in held] == ["ghost"]
+    assert "outside the dataset's" in held[0]["reason"] and scored.num_rows == 10
     # Wall-clock shares are the only columns that may differ; eh is compared apart (NaN for the unknown user).
     assert table.drop_columns(["latency"]).equals(table_again.drop_columns(["latency"]))
     assert scored.drop_columns(["tool_seconds", "eh"]).equals(scored_again.drop_columns(["tool_seconds", "eh"]))
     np.testing.assert_array_equal(scored["eh"].to_numpy(), scored_again["eh"].to_numpy())
 
     # The candidates are the in-memory path's, and the history/EH travel with each row.
-    bundle = Bundle(RecommendConfig(dataset=dataset, vlm_dir=world.vlm_dir, policy="config",
-                                    n_candidates=N_CANDIDATES))
+    bundle = Bundle(resolve(RecommendConfig(dataset=dataset, vlm_dir=world.vlm_dir, policy="config",
+                                            n_candidates=N_CANDIDATES)))
     users = np.arange(10)
     want = retrieve_candidates(bundle, gather(bundle.everything, users, bundle.tonight_eh))
     got = scored.slice(0, 10)
     np.testing.assert_array_equal(np.array(got["candidates"].to_pylist()), want.candidates)
     assert got["history"].to_pylist() == [want.history(i).tolist() for i in range(10)]
     np.testing.assert_array_equal(got["eh"].to_numpy(), want.eh)
-    assert "outside the dataset's" in scored["quarantine"][10].as_py()
 
     (tmp_path / "staging").mkdir()
     stats = write_batch(table, str(tmp_path / "staging")).to_pylist()[0]
-    assert (stats["users"], stats["quarantined"], stats["rows"]) == (10, 1, 50)
+    assert (stats["users"], stats["rows"]) == (10, 50)
     assert set(pq.read_table(tmp_path / "staging" / stats["file"])["run_date"].to_pylist()) == {
         dt.date(2026, 11, 22)}

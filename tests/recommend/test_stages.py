@@ -10,7 +10,9 @@ import pytest
 
 from reasonrec.data.evidence import evidence_horizon
 from reasonrec.data.splits import Split
-from reasonrec.recommend.bundle import Bundle, model_version
+from reasonrec.recommend.bundle import Bundle
+from reasonrec.recommend.system import model_version, resolve
+from reasonrec.recommend.system import with_router as replace_router
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.recommend.requests import gather, split_requests
 from reasonrec.recommend.stages import answer, ranked, retrieve_candidates, score_tools
@@ -23,7 +25,8 @@ USERS = np.arange(12)
 
 @pytest.fixture(scope="module")
 def bundle(world) -> Bundle:
-    return Bundle(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config", n_candidates=30))
+    return Bundle(resolve(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config",
+                                          n_candidates=30)))
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def tonight(bundle):
 
 def with_router(bundle: Bundle, **thresholds) -> Bundle:
     """The same loaded bundle with other thresholds (the router is read per call)."""
-    bundle.router = RouterConfig(**thresholds)
+    bundle.system = replace_router(bundle.system, RouterConfig(**thresholds))
     return bundle
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from reasonrec.report.ablations import a6_rows, ablation_rows, flatten, settings_diff
 from reasonrec.report.config import EvaluateConfig
-from reasonrec.report.outcomes import Outcome, PartOutcomes
+from reasonrec.recommend.outcomes import Outcome, PartOutcomes
 
 MAIN = {"dataset": "/data/ml", "out": "artifacts/vlm/main", "lr": 0.002, "tools": None, "betas": [0.9, 0.999],
         "instructions": {"templates": "mixture", "use_tools": True, "curriculum": {"mode": "uniform"}}}

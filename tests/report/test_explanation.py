@@ -14,6 +14,7 @@ import pytest
 from reasonrec.data.prepare import prepare
 from reasonrec.data.prepare_config import PrepareConfig
 from reasonrec.recommend.bundle import Bundle
+from reasonrec.recommend.system import resolve
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.report.explanation import (_row, cut_review, explanation_pairs, explanation_rows, markdown_table,
                                           retrieval_texts, seen_in_user_train, template_texts)
@@ -118,8 +119,8 @@ def world(tmp_path_factory) -> dict:
 
 
 def _bundle(world: dict, vlm: str) -> Bundle:
-    return Bundle(RecommendConfig(dataset=world["dataset"], vlm_dir=world[vlm], device="cpu", policy="config",
-                                  vlm_batch_size=8))
+    return Bundle(resolve(RecommendConfig(dataset=world["dataset"], vlm_dir=world[vlm], device="cpu", policy="config",
+                                          vlm_batch_size=8)))
 
 
 def test_every_row_on_the_same_test_pairs(world):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reasonrec.report.outcomes import Outcome, PartOutcomes
+from reasonrec.recommend.outcomes import Outcome, PartOutcomes
 from reasonrec.report.planning import a7_rows, a9_rows
 from reasonrec.router.config import RouterConfig
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from reasonrec.recommend.bundle import Bundle, model_version
+from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.recommend.requests import gather
 from reasonrec.recommend.stages import answer, ranked, retrieve_candidates, score_tools
+from reasonrec.recommend.system import model_version
+from reasonrec.recommend.system import resolve as resolve_system
 from reasonrec.recommend.table import table_rows
 from reasonrec.router.config import RouterConfig
 from reasonrec.serving.api import CTRRequest, RecommendRequest
@@ -38,7 +40,7 @@ def setup(serve_world):
                                 n_candidates=30, router=RouterConfig.model_validate(ROUTER))
     cfg = ServeConfig(recommend=recommend, max_k=20, max_history=8, max_ctr_items=3)
     version = model_version(recommend)
-    bundle = Bundle(recommend, recommend.router, version)
+    bundle = Bundle(resolve_system(recommend))
     return cfg, bundle, Catalogue(bundle), version
 
 
