@@ -1,7 +1,10 @@
-"""Templates: 10 paraphrases per task with exactly the task's slots, clean rendering, deterministic choice."""
+"""Templates: 10 paraphrases per task with exactly the task's slots, clean rendering, deterministic choice,
+and rendered text pinned byte for byte (a model trained on one wording is scored on the same wording)."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -12,6 +15,19 @@ from reasonrec.vlm.templates import (EMPTY_HISTORY, N_TEMPLATES, SLOTS, TEMPLATE
 
 SLOT_VALUES = {"images": "<image><image>", "history": "<item_1> Heat <item_2> Up", "eh": "0.42",
                "candidates": "<item_3> <item_4>", "item": "<item_5> Fargo", "tool_outputs": ""}
+BRACES = "<item_4> Mr. Holland's Opus. <item_7> Who? {What} <item_12> Heat"
+HINTS = "Tool hints: <tool_sasrec> <item_3> <item_9> <item_1> <conf_4>; <tool_dlrm> <no> <conf_7>."
+# Every value a slot takes in practice, empty ones included: the grid below renders every combination.
+VARIANTS = {
+    "images": ["", "<image>", "<image><image><image>"],
+    "history": [EMPTY_HISTORY, BRACES, "<item_1>"],
+    "eh": ["0.00", "0.42", "1.00"],
+    "candidates": ["", "<item_3>", "<item_3> <item_9> <item_10>"],
+    "item": ["<item_9>", "<item_9> St. Elmo's Fire. Really?"],
+    "tool_outputs": ["", HINTS, "Tool hints: <tool_a> <yes> <conf_0>."],
+}
+# sha256 of the grid's 6,480 prompts joined by newlines: a template or whitespace change fails here.
+GRID_SHA256 = "26e0cdace06f14c2fa3071fe5713e8f27a165db09658e124c50aa0a4547e1081"
 
 
 @pytest.mark.parametrize("task", sorted(TEMPLATES))
@@ -45,6 +61,22 @@ def test_render_keeps_braces_in_values_and_rejects_bad_slots():
         render("sequential", N_TEMPLATES, **slots)
     with pytest.raises(ValueError):
         render("summary", 0, **slots)
+
+
+def _grid() -> list[str]:
+    prompts = []
+    for task in sorted(TEMPLATES):
+        names = sorted(SLOTS[task])
+        for template_id in range(N_TEMPLATES):
+            for values in itertools.product(*(VARIANTS[n] for n in names)):
+                prompts.append(render(task, template_id, **dict(zip(names, values))))
+    return prompts
+
+
+def test_rendering_is_byte_identical_to_the_pinned_text():
+    prompts = _grid()
+    assert len(prompts) == 6480
+    assert hashlib.sha256("\n".join(prompts).encode()).hexdigest() == GRID_SHA256
 
 
 def test_template_mixture_is_deterministic_and_spread_single_is_always_zero():
