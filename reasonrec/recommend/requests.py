@@ -15,7 +15,7 @@ import pandas as pd
 from reasonrec.tools.data import Histories, ToolData
 from reasonrec.vlm.instruction_config import InstructionConfig
 from reasonrec.vlm.records import Instruction
-from reasonrec.vlm.templates import ItemText, TemplateMixture, render
+from reasonrec.vlm.templates import ItemText, TemplateMixture
 from reasonrec.vlm.thought import format_thought
 
 PAD_ITEM = -1
@@ -98,16 +98,13 @@ class InstructionWriter:
         out = []
         for i in range(len(requests)):
             user, eh = int(requests.user_idx[i]), float(requests.eh[i])
-            history = requests.history(i)
-            images, image_items = self.text.images(history, self.cfg.max_images)
             shown_eh = 1.0 if np.isnan(eh) else eh
-            slots = {"images": images, "history": self.text.history(history, self.cfg.max_history),
-                     "eh": f"{shown_eh:.2f}", "tool_outputs": ""}
+            slots, image_items = self.text.slots(requests.history(i), shown_eh, self.cfg.max_history,
+                                                 self.cfg.max_images)
             template_id = self.mixture.pick("sequential", f"score/{user}")
             cands = [int(c) for c in requests.candidates[i] if c >= 0]
-            out.append(Instruction(
-                user_idx=user, task="sequential", template_id=template_id, evidence_horizon=shown_eh,
-                image_items=image_items, prompt=render("sequential", template_id, **slots),
+            out.append(Instruction.from_slots(
+                "sequential", template_id, slots, user_idx=user, evidence_horizon=shown_eh, image_items=image_items,
                 # The scorer forces EH and reads the confidence / tools itself; 0.0 and no tools are placeholders.
                 thought=format_thought(shown_eh, 0.0, []), answer="", target_item=int(requests.targets[i]),
                 candidates=cands))

@@ -2,8 +2,9 @@
 
 `refine` rewrites an instruction so its prompt carries the consulted tools' outputs in exactly the text
 training showed ("Tool hints: <tool_a> <item_3> <item_9> <item_1> <conf_4>; ...", from
-vlm.tool_labels.show_outputs, placed in the template's {tool_outputs} slot) and its consulted_tools names
-them, which is what the VLM scorer forces into the thought's "Tools:" field.
+vlm.tool_labels.show_outputs): it copies the record's slots with tool_outputs replaced and renders them
+again (templates.render, the one renderer of every prompt), and its consulted_tools names them, which is what
+the VLM scorer forces into the thought's "Tools:" field.
 
 `merge` decides the answer: the refined VLM ranking is the answer and the tools are advice. Only when the
 refined pass did not parse does it fall back to the consulted tools' majority vote (the mean of each tool's
@@ -13,56 +14,37 @@ keeps the (unparsed) VLM scores and says so. Ties in a fallback ranking go to th
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 
 from reasonrec.router.policy import RoutingDecision, Thresholds
 from reasonrec.vlm.records import Instruction
-from reasonrec.vlm.templates import TEMPLATES
 from reasonrec.vlm.thought import format_thought, parse_generation
-from reasonrec.vlm.tool_labels import TOOL_HINTS, ToolOutputs, show_outputs
+from reasonrec.vlm.tool_labels import ToolOutputs, show_outputs
 
 SOURCES = ("vlm", "tool_vote", "vlm_unparsed")
-# What each template slot can hold, tight enough that the {tool_outputs} span is found unambiguously.
-_SLOT_PATTERNS = {
-    "images": r"(?:<image>)*",
-    "history": r".*?",
-    "eh": r"\d+\.\d\d",
-    "candidates": r"(?:<item_\d+>(?: <item_\d+>)*)?",
-    "item": r"<item_\d+>(?: .*?)?",
-    "tool_outputs": rf"(?:{re.escape(TOOL_HINTS)} .*?\.)?",
-}
 
 
 # ------------------------------------------------------------------------------------- second-pass records
 
-def with_tool_outputs(prompt: str, task: str, template_id: int, tool_text: str) -> str:
-    """The prompt as templates.render would have written it with {tool_outputs} = tool_text (any hints
-    already there are replaced). Raises if the prompt was not rendered from (task, template_id)."""
-    match = _template_regex(task, template_id).fullmatch(prompt)
-    if match is None:
-        raise ValueError(f"prompt does not follow {task} template {template_id}: {prompt[:120]!r}")
-    start, end = match.span("tool_outputs")
-    return " ".join(f"{prompt[:start]} {tool_text} {prompt[end:]}".split())
-
-
 def refine_instruction(ins: Instruction, outputs: ToolOutputs, row: int, columns: Sequence[int]) -> Instruction:
     """A copy of `ins` whose prompt shows the tool columns' outputs for `row` (clean, never noisy) and whose
     consulted_tools / thought Tools name them; EH and the stated confidence of the thought are kept.
-    columns=[] gives a clean first-pass record (built valid/test records may already show seeded hints)."""
+    columns=[] gives a clean first-pass record (built valid/test records may already show seeded hints).
+    The record must carry its slots (every builder keeps them); a prompt is never parsed back into slots."""
+    if ins.slots is None:
+        raise ValueError(f"{ins.task} record of user {ins.user_idx} has no slots to re-render: build it with "
+                         "Instruction.from_slots (InstructionWriter, build_instructions and explain all do)")
     columns = sorted(int(c) for c in columns)
     # Noise is off, so show_outputs never draws from the generator nor reads the target.
     tool_text = show_outputs(outputs, row, columns, [False] * len(columns), np.random.default_rng(0), 0, -1)
     names = [outputs.names[c] for c in columns]
     stated = parse_generation(ins.thought).confidence
-    return replace(ins, prompt=with_tool_outputs(ins.prompt, ins.task, ins.template_id, tool_text),
-                   thought=format_thought(ins.evidence_horizon, 0.0 if stated is None else stated, names),
-                   consulted_tools=names, noisy_tools=[])
+    return ins.rerendered(replace(ins.slots, tool_outputs=tool_text),
+                          thought=format_thought(ins.evidence_horizon, 0.0 if stated is None else stated, names),
+                          consulted_tools=names, noisy_tools=[])
 
 
 def refine(instructions: Sequence[Instruction], outputs: ToolOutputs, consulted: np.ndarray) -> list[Instruction]:
@@ -71,18 +53,6 @@ def refine(instructions: Sequence[Instruction], outputs: ToolOutputs, consulted:
     if consulted.shape != (len(instructions), len(outputs.names)):
         raise ValueError(f"consulted must be [{len(instructions)}, {len(outputs.names)}], got {consulted.shape}")
     return [refine_instruction(ins, outputs, i, np.flatnonzero(consulted[i])) for i, ins in enumerate(instructions)]
-
-
-@lru_cache(maxsize=None)
-def _template_regex(task: str, template_id: int) -> re.Pattern:
-    """The template as a regex: literals escaped with each whitespace run optional (render collapses runs and
-    empty slots leave none), slots as named groups."""
-    parts = []
-    for literal, slot, _, _ in string.Formatter().parse(TEMPLATES[task][template_id]):
-        parts.append(" ?".join(re.escape(word) for word in re.split(r"\s+", literal)))
-        if slot:
-            parts.append(f"(?P<{slot}>{_SLOT_PATTERNS[slot]})")
-    return re.compile("".join(parts), re.S)
 
 
 # ------------------------------------------------------------------------------------------------ merging

@@ -11,7 +11,7 @@ import numpy as np
 
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.vlm.records import Instruction
-from reasonrec.vlm.templates import TemplateMixture, render
+from reasonrec.vlm.templates import TemplateMixture
 from reasonrec.vlm.thought import format_thought
 
 
@@ -24,13 +24,11 @@ def explain_instruction(bundle: Bundle, user_idx: int, item_idx: int) -> Instruc
     else:
         history, eh = np.zeros(0, dtype=np.int64), float("nan")
     shown_eh = 1.0 if np.isnan(eh) else eh
-    images, image_items = text.images(history, cfg.max_images)
+    slots, image_items = text.slots(history, shown_eh, cfg.max_history, cfg.max_images, item=item_idx)
     template_id = TemplateMixture(cfg.templates, cfg.seed).pick("explanation", f"explain/{user_idx}/{item_idx}")
-    prompt = render("explanation", template_id, images=images, history=text.history(history, cfg.max_history),
-                    eh=f"{shown_eh:.2f}", item=text.item(item_idx), tool_outputs="")
-    return Instruction(user_idx=max(user_idx, 0), task="explanation", template_id=template_id,
-                       evidence_horizon=shown_eh, image_items=image_items, prompt=prompt,
-                       thought=format_thought(shown_eh, 0.0, []), answer="", target_item=item_idx)
+    return Instruction.from_slots("explanation", template_id, slots, user_idx=max(user_idx, 0),
+                                  evidence_horizon=shown_eh, image_items=image_items,
+                                  thought=format_thought(shown_eh, 0.0, []), answer="", target_item=item_idx)
 
 
 def explain(bundle: Bundle, user_idx: int, item_idx: int, max_new_tokens: int) -> str:

@@ -42,7 +42,7 @@ from reasonrec.tools.base import Tool
 from reasonrec.tools.data import Histories, ToolData
 from reasonrec.vlm.instruction_config import InstructionConfig
 from reasonrec.vlm.records import INSTRUCTION_SCHEMA, Instruction, from_row
-from reasonrec.vlm.templates import ItemText, TemplateMixture, render
+from reasonrec.vlm.templates import ItemText, TemplateMixture
 from reasonrec.vlm.thought import format_thought
 from reasonrec.vlm.tokens import NO, YES, item_token
 from reasonrec.vlm.tool_labels import (ToolOutputs, choose_consulted, ctr_tools, label_ctr, label_ranking,
@@ -344,13 +344,10 @@ class _Builder:
         else:
             confidence = 1.0 - eh
 
-        images, image_items = self.text.images(history, cfg.max_images)
-        slots = {"images": images, "history": self.text.history(history, cfg.max_history), "eh": f"{eh:.2f}",
-                 "tool_outputs": tool_text}
-        if task == "direct":
-            slots["candidates"] = ItemText.candidates(cases.candidates[i])
-        if task in ("ctr", "explanation"):
-            slots["item"] = self.text.item(target)
+        slots, image_items = self.text.slots(
+            history, eh, cfg.max_history, cfg.max_images, tool_outputs=tool_text,
+            candidates=cases.candidates[i] if task == "direct" else None,
+            item=target if task in ("ctr", "explanation") else None)
         template_id = self.mixture.pick(task, key)
         label = cases.labels[i]
         if task == "ctr":
@@ -359,10 +356,10 @@ class _Builder:
             answer = cases.texts[i]
         else:
             answer = item_token(target)
-        return Instruction(
-            user_idx=user, task=task, template_id=template_id, evidence_horizon=eh, image_items=image_items,
-            prompt=render(task, template_id, **slots), thought=format_thought(eh, confidence, thought_tools),
-            answer=answer, target_item=target, candidates=cases.candidates[i], label=label,
+        return Instruction.from_slots(
+            task, template_id, slots, user_idx=user, evidence_horizon=eh, image_items=image_items,
+            thought=format_thought(eh, confidence, thought_tools), answer=answer, target_item=target,
+            candidates=cases.candidates[i], label=label,
             usable_tools=usable, consulted_tools=[outputs.names[c] for c in columns],
             noisy_tools=[outputs.names[c] for c, corrupt in zip(columns, noisy) if corrupt],
         )

@@ -1,15 +1,18 @@
 """One R-VIT training/scoring example: what the data side writes and the model side reads.
 
 Kept as a plain dataclass (and a matching Parquet schema) so a Ray Data shard, a test and the nightly job
-all carry the same record. Text fields already contain the special tokens of `reasonrec.vlm.tokens`.
+all carry the same record. Text fields already contain the special tokens of `reasonrec.vlm.tokens`. A record
+built from slots keeps them (`slots`), so a later pass re-renders its prompt instead of parsing it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
 
 import pyarrow as pa
+
+from reasonrec.vlm.templates import PromptSlots, render
 
 Task = Literal["sequential", "direct", "ctr", "explanation"]
 TASKS: tuple[Task, ...] = ("sequential", "direct", "ctr", "explanation")
@@ -33,6 +36,18 @@ class Instruction:
     usable_tools: list[str] = field(default_factory=list)  # tools whose top-k holds the target (tool labels)
     consulted_tools: list[str] = field(default_factory=list)  # tools whose outputs appear in `prompt`
     noisy_tools: list[str] = field(default_factory=list)   # of those, which were shown a corrupted output
+    slots: PromptSlots | None = None  # what `prompt` was rendered from; None: a hand-built record, or one read
+                                      # from a file written before slots were stored
+
+    @classmethod
+    def from_slots(cls, task: Task, template_id: int, slots: PromptSlots, **rest) -> "Instruction":
+        """A record whose prompt is templates.render of `slots`, and which keeps them."""
+        return cls(task=task, template_id=template_id, prompt=render(task, template_id, slots), slots=slots,
+                   **rest)
+
+    def rerendered(self, slots: PromptSlots, **changes) -> "Instruction":
+        """A copy with `slots` in place of this record's and the prompt rendered from them (e.g. tool hints)."""
+        return replace(self, slots=slots, prompt=render(self.task, self.template_id, slots), **changes)
 
     def to_row(self) -> dict:
         return asdict(self)
@@ -53,6 +68,7 @@ INSTRUCTION_SCHEMA = pa.schema([
     pa.field("usable_tools", pa.list_(pa.string()), nullable=False),
     pa.field("consulted_tools", pa.list_(pa.string()), nullable=False),
     pa.field("noisy_tools", pa.list_(pa.string()), nullable=False),
+    pa.field("slots", pa.struct([pa.field(f.name, pa.string()) for f in fields(PromptSlots)])),
 ])
 
 
@@ -67,4 +83,5 @@ def from_row(row: dict) -> Instruction:
         kw[name] = int(kw[name])
     kw["evidence_horizon"] = float(kw["evidence_horizon"])
     kw["label"] = float("nan") if kw.get("label") is None else float(kw["label"])
-    return Instruction(**kw)
+    slots = kw.pop("slots", None)  # null in files written before slots were stored
+    return Instruction(**kw, slots=None if slots is None else PromptSlots(**slots))

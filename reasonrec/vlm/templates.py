@@ -11,13 +11,17 @@ prompt, not guessed. Slots:
     {item}          ctr / explanation: the target item token and its short title
     {tool_outputs}  "Tool hints: ..." when tools are consulted, else empty
 
-Unused slots are not allowed in a template: each task's templates use exactly that task's slots.
+Unused slots are not allowed in a template: each task's templates use exactly that task's slots. The slot
+values travel as one `PromptSlots` (built by `ItemText.slots`, carried on the Instruction record), and `render`
+is the only place a prompt is written: training, the nightly first pass, the refine pass (the same slots with
+new tool hints) and explanations all go through it, so their prompts cannot drift apart.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -119,18 +123,35 @@ def template_slots(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-def render(task: str, template_id: int, **slots: str) -> str:
+@dataclass(frozen=True)
+class PromptSlots:
+    """The slot text of one prompt. candidates / item are None for the tasks whose templates lack them, so a
+    record says which task's slots it holds; a refine pass copies it with another tool_outputs."""
+
+    images: str
+    history: str
+    eh: str
+    tool_outputs: str = ""
+    candidates: str | None = None   # direct only
+    item: str | None = None         # ctr and explanation only
+
+    def names(self) -> frozenset[str]:
+        return frozenset(f.name for f in fields(self) if getattr(self, f.name) is not None)
+
+
+def render(task: str, template_id: int, slots: PromptSlots) -> str:
     """Fill one template; whitespace runs collapse to one space, so empty slots leave no gaps."""
     if task not in TEMPLATES:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TEMPLATES)}")
     if not 0 <= template_id < N_TEMPLATES:
         raise ValueError(f"template_id must be in [0, {N_TEMPLATES}), got {template_id}")
-    missing = SLOTS[task] - slots.keys()
-    unknown = slots.keys() - SLOTS[task]
+    given = slots.names()
+    missing, unknown = SLOTS[task] - given, given - SLOTS[task]
     if missing or unknown:
         raise ValueError(f"{task}: missing slots {sorted(missing)}, unknown slots {sorted(unknown)}")
     # Slot values are inserted once, never re-formatted, so braces in titles are safe.
-    return " ".join(TEMPLATES[task][template_id].format(**slots).split())
+    values = {name: getattr(slots, name) for name in given}
+    return " ".join(TEMPLATES[task][template_id].format(**values).split())
 
 
 class TemplateMixture:
@@ -178,6 +199,18 @@ class ItemText:
     @staticmethod
     def candidates(items: Sequence[int]) -> str:
         return " ".join(item_token(int(i)) for i in items)
+
+    def slots(self, history: np.ndarray, eh: float, max_history: int, max_images: int, *,
+              candidates: Sequence[int] | None = None, item: int | None = None, tool_outputs: str = ""
+              ) -> tuple[PromptSlots, list[int]]:
+        """The slots of one prompt and the item_idx of its images (in <image> order): the one place a user's
+        history, images and EH become prompt text, for training, scoring and explanations alike."""
+        images, image_items = self.images(history, max_images)
+        slots = PromptSlots(images=images, history=self.history(history, max_history), eh=f"{eh:.2f}",
+                            tool_outputs=tool_outputs,
+                            candidates=None if candidates is None else self.candidates(candidates),
+                            item=None if item is None else self.item(item))
+        return slots, image_items
 
 
 def _short(title: str, max_chars: int) -> str:

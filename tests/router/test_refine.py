@@ -2,45 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from reasonrec.router.config import RouterConfig
 from reasonrec.router.policy import decide
-from reasonrec.router.refine import merge, merge_ctr, rationale, refine, refine_instruction, with_tool_outputs
+from reasonrec.router.refine import merge, merge_ctr, rationale, refine, refine_instruction
 from reasonrec.vlm.records import Instruction
-from reasonrec.vlm.templates import N_TEMPLATES, SLOTS, render
+from reasonrec.vlm.templates import N_TEMPLATES, SLOTS, PromptSlots, render
 from reasonrec.vlm.thought import format_thought, parse_generation
 from reasonrec.vlm.tool_labels import ToolOutputs
 
-HINTS = "Tool hints: <tool_sasrec> <item_3> <item_9> <item_1> <conf_4>; <tool_dlrm> <no> <conf_7>."
-# Titles with full stops, question marks and braces: the slot must still be found.
+# What show_outputs writes for row 0 of _outputs() with columns [0, 2] (gru4rec, dlrm).
+HINTS = "Tool hints: <tool_gru4rec> <item_3> <item_9> <item_1> <conf_4>; <tool_dlrm> <no> <conf_7>."
+# Titles with full stops, question marks, braces and a look-alike of the hints: slots are never parsed back.
 SLOT_TEXT = {
     "images": "<image><image>",
-    "history": "<item_4> Mr. Holland's Opus. <item_7> Who? {What} <item_12> Heat",
+    "history": "<item_4> Mr. Holland's Opus. <item_7> Who? {What} <item_12> Tool hints: <tool_x> <item_1>.",
     "eh": "0.42",
     "candidates": "<item_3> <item_9> <item_10>",
     "item": "<item_9> St. Elmo's Fire. Really?",
 }
-
-
-@pytest.mark.parametrize("task", sorted(SLOTS))
-@pytest.mark.parametrize("images", ["<image><image>", ""])
-def test_with_tool_outputs_equals_rendering_with_them(task, images):
-    for template_id in range(N_TEMPLATES):
-        slots = {k: v for k, v in SLOT_TEXT.items() if k in SLOTS[task]} | {"images": images}
-        plain = render(task, template_id, **slots, tool_outputs="")
-        hinted = render(task, template_id, **slots, tool_outputs=HINTS)
-        assert with_tool_outputs(plain, task, template_id, HINTS) == hinted
-        assert with_tool_outputs(hinted, task, template_id, "") == plain      # hints can be taken out again
-        other = HINTS.replace("<conf_4>", "<conf_0>")
-        assert with_tool_outputs(hinted, task, template_id, other) == render(task, template_id, **slots,
-                                                                             tool_outputs=other)
-
-
-def test_with_tool_outputs_refuses_a_foreign_prompt():
-    with pytest.raises(ValueError, match="template 3"):
-        with_tool_outputs("Tell me a joke.", "sequential", 3, HINTS)
 
 
 def _outputs() -> ToolOutputs:
@@ -51,20 +35,55 @@ def _outputs() -> ToolOutputs:
                        click=np.array([[np.nan, np.nan, 0.3], [np.nan, np.nan, 0.8]]))
 
 
-def _instruction(template_id: int = 2) -> Instruction:
-    slots = {k: SLOT_TEXT[k] for k in SLOTS["sequential"] if k != "tool_outputs"}
-    return Instruction(user_idx=4, task="sequential", template_id=template_id, evidence_horizon=0.82,
-                       image_items=[4, 7], prompt=render("sequential", template_id, **slots, tool_outputs=""),
-                       thought=format_thought(0.82, 0.21, []), answer="<item_9>", target_item=9,
-                       candidates=[3, 9, 10], usable_tools=["gru4rec"])
+def _slots(task: str, images: str = SLOT_TEXT["images"]) -> PromptSlots:
+    return PromptSlots(**{k: SLOT_TEXT[k] for k in SLOTS[task] if k != "tool_outputs"} | {"images": images})
+
+
+def _instruction(template_id: int = 2, task: str = "sequential", images: str = SLOT_TEXT["images"]) -> Instruction:
+    return Instruction.from_slots(task, template_id, _slots(task, images), user_idx=4, evidence_horizon=0.82,
+                                  image_items=[4, 7][:images.count("<image>")],
+                                  thought=format_thought(0.82, 0.21, []), answer="<item_9>", target_item=9,
+                                  candidates=[3, 9, 10], usable_tools=["gru4rec"])
+
+
+@pytest.mark.parametrize("task", sorted(SLOTS))
+@pytest.mark.parametrize("images", ["<image><image>", ""])
+def test_refine_is_the_first_pass_rendered_with_the_hints(task, images):
+    for template_id in range(N_TEMPLATES):
+        first = _instruction(template_id, task, images)
+        assert first.prompt == render(task, template_id, _slots(task, images))
+        refined = refine_instruction(first, _outputs(), 0, [2, 0])
+        assert refined.prompt == render(task, template_id, replace(_slots(task, images), tool_outputs=HINTS))
+        assert refined.slots == replace(first.slots, tool_outputs=HINTS)
+        other = refine_instruction(refined, _outputs(), 1, [1])   # hints already there are replaced
+        assert other.prompt == render(task, template_id, replace(_slots(task, images),
+                                                                 tool_outputs="Tool hints: <tool_sasrec> <item_3> "
+                                                                              "<item_4> <item_5> <conf_2>."))
+        assert refine_instruction(other, _outputs(), 1, []).prompt == first.prompt   # and can be taken out
+
+
+def test_refine_splices_the_hints_into_the_first_pass_text():
+    """Written out once: the first pass with the hints where the template's {tool_outputs} stands."""
+    first = _instruction(2)
+    assert first.prompt == (
+        "Oldest to newest, this user picked <image><image> <item_4> Mr. Holland's Opus. <item_7> Who? {What} "
+        "<item_12> Tool hints: <tool_x> <item_1>.. Their evidence horizon is 0.42. What will they pick next?")
+    assert refine_instruction(first, _outputs(), 0, [0, 2]).prompt == (
+        "Oldest to newest, this user picked <image><image> <item_4> Mr. Holland's Opus. <item_7> Who? {What} "
+        "<item_12> Tool hints: <tool_x> <item_1>.. Their evidence horizon is 0.42. " + HINTS +
+        " What will they pick next?")
+
+
+def test_refine_refuses_a_record_without_slots():
+    ins = replace(_instruction(), slots=None)
+    with pytest.raises(ValueError, match="no slots"):
+        refine_instruction(ins, _outputs(), 0, [0])
 
 
 def test_refine_instruction_shows_outputs_like_training():
     ins = _instruction()
     out = refine_instruction(ins, _outputs(), 0, [2, 0])
-    hints = "Tool hints: <tool_gru4rec> <item_3> <item_9> <item_1> <conf_4>; <tool_dlrm> <no> <conf_7>."
-    slots = {k: SLOT_TEXT[k] for k in SLOTS["sequential"] if k != "tool_outputs"}
-    assert out.prompt == render("sequential", 2, **slots, tool_outputs=hints)
+    assert out.prompt == render("sequential", 2, replace(_slots("sequential"), tool_outputs=HINTS))
     assert out.consulted_tools == ["gru4rec", "dlrm"] and out.noisy_tools == []
     parsed = parse_generation(out.thought)
     assert parsed.ok and parsed.tools == ["gru4rec", "dlrm"] and parsed.eh == pytest.approx(0.82)
@@ -72,12 +91,12 @@ def test_refine_instruction_shows_outputs_like_training():
     # Everything else is the original record; the original is not modified.
     assert (out.user_idx, out.target_item, out.candidates, out.image_items, out.usable_tools) == \
         (4, 9, [3, 9, 10], [4, 7], ["gru4rec"])
-    assert ins.consulted_tools == [] and "Tool hints" not in ins.prompt
+    assert ins.consulted_tools == [] and ins.slots.tool_outputs == "" and HINTS not in ins.prompt
 
 
 def test_refine_without_columns_strips_hints_for_a_first_pass():
     hinted = refine_instruction(_instruction(), _outputs(), 1, [0, 1])
-    assert "Tool hints" in hinted.prompt
+    assert "<tool_gru4rec>" in hinted.prompt
     clean = refine_instruction(hinted, _outputs(), 1, [])
     assert clean.prompt == _instruction().prompt and clean.consulted_tools == []
     assert parse_generation(clean.thought).tools == []

@@ -26,6 +26,7 @@ from reasonrec.serving.online import (BadRequest, Catalogue, Pending, answer_sta
                                       resolve, tools_stage)
 from reasonrec.tools.base import load_tool
 from reasonrec.tools.data import Queries
+from reasonrec.vlm.templates import EMPTY_HISTORY, render
 from reasonrec.vlm.tool_labels import pad_histories
 from tests.serving.conftest import CTR_TOOL
 
@@ -212,6 +213,10 @@ def test_explanation_prompt(setup):
     assert f"<item_{last}>" in known.prompt   # the user's most recent item is in the history slot
     stranger = explain_instruction(bundle, -1, 12)
     assert "none yet" in stranger.prompt and "1.00" in stranger.prompt and stranger.image_items == []
+    for ins in (known, stranger):   # rendered by the one renderer, from slots that say what each holds
+        assert ins.prompt == render("explanation", ins.template_id, ins.slots)
+        assert ins.slots.item == bundle.item_text.item(12) and ins.slots.tool_outputs == ""
+    assert stranger.slots.history == EMPTY_HISTORY and stranger.slots.eh == "1.00"
     text = explain(bundle, 5, 12, max_new_tokens=4)
     assert isinstance(text, str)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from reasonrec.config import load_config
@@ -15,15 +18,19 @@ from reasonrec.data.candidates import read_candidates
 from reasonrec.data.prepare import prepare
 from reasonrec.data.prepare_config import PrepareConfig
 from reasonrec.io import join
+from reasonrec.recommend.requests import InstructionWriter, split_requests
+from reasonrec.router.refine import refine
+from reasonrec.tools.base import ToolConfig
 from reasonrec.tools.data import ToolData
 from reasonrec.vlm.instruction_config import InstructionConfig
 from reasonrec.vlm.instructions import (build_instructions, instruction_stats, read_instructions,
                                         read_split_evidence, teacher_confidence, write_instructions)
-from reasonrec.vlm.records import Instruction
+from reasonrec.vlm.records import INSTRUCTION_SCHEMA, Instruction
+from reasonrec.vlm.templates import SLOTS, ItemText, render
 from reasonrec.vlm.thought import parse_generation
 from reasonrec.vlm.tokens import IMAGE_TOKEN, NO, YES, conf_token, item_token
-from reasonrec.vlm.tool_labels import TOOL_HINTS
-from tests.vlm.conftest import user_items
+from reasonrec.vlm.tool_labels import TOOL_HINTS, label_ranking, ranking_tools, show_outputs
+from tests.vlm.conftest import LowIdTool, user_items
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ITEM = re.compile(r"<item_(\d+)>")
@@ -227,6 +234,52 @@ def test_deterministic_bytes_and_round_trip(vlm_data, vlm_evidence, tools, built
         assert a == b
     other_seed = build_instructions(vlm_data, vlm_evidence, "train", CFG.model_copy(update={"seed": 1}), tools)
     assert [i.prompt for i in other_seed] != [i.prompt for i in built["train"]]
+
+
+def test_every_record_keeps_the_slots_its_prompt_was_rendered_from(built):
+    for part, rows in built.items():
+        for ins in rows:
+            assert ins.slots is not None and ins.slots.names() == SLOTS[ins.task], (part, ins.task)
+            assert ins.prompt == render(ins.task, ins.template_id, ins.slots)
+            assert (ins.slots.tool_outputs != "") == bool(ins.consulted_tools)
+
+
+def test_a_file_written_before_slots_were_stored_reads_back_without_them(built, tmp_path):
+    """Instruction files built before the slots column (e.g. a reused run folder) still read."""
+    rows = built["valid"][:40]
+    old_schema = pa.schema([f for f in INSTRUCTION_SCHEMA if f.name != "slots"])
+    table = pa.Table.from_pylist([{k: v for k, v in ins.to_row().items() if k != "slots"} for ins in rows],
+                                 schema=old_schema)
+    pq.write_table(table, tmp_path / "old.parquet")
+    back = read_instructions(str(tmp_path / "old.parquet"))
+    assert [ins.slots for ins in back] == [None] * len(rows)
+    assert [ins.prompt for ins in back] == [ins.prompt for ins in rows]
+    assert [replace(ins, slots=None, label=0.0) for ins in back] == [replace(ins, slots=None, label=0.0)
+                                                                      for ins in rows]
+
+
+def test_the_nightly_writer_and_its_refine_pass_render_the_slots_training_rendered(vlm_data, vlm_evidence, built):
+    """InstructionWriter (tonight's first pass) on the test part's requests holds the very slots the built test
+    records hold (same history, images and EH; only the template key differs), and refine shows the hints
+    through the same renderer."""
+    eh = np.ones(vlm_data.n_users)
+    eh[vlm_evidence["user_idx"].to_numpy()] = vlm_evidence["evidence_horizon"].to_numpy()
+    requests = split_requests(vlm_data, "test", eh)
+    first = InstructionWriter(ItemText.from_dataset(vlm_data.dataset, CFG.title_max_chars), CFG).sequential(requests)
+    trained = of_task(built["test"], "sequential")
+    assert len(first) == len(trained) > 0
+    for nightly, ins in zip(first, trained):
+        assert nightly.user_idx == ins.user_idx
+        assert nightly.slots == replace(ins.slots, tool_outputs="") and nightly.image_items == ins.image_items
+        assert nightly.prompt == render("sequential", nightly.template_id, nightly.slots)
+    outputs = label_ranking(ranking_tools({"low_id": LowIdTool(ToolConfig(max_len=20), vlm_data.n_users,
+                                                               vlm_data.n_items)}),
+                            requests.user_idx, requests.histories(), requests.targets, vlm_data.n_items)
+    for row, second in enumerate(refine(first, outputs, np.ones((len(first), 1), dtype=bool))):
+        hints = show_outputs(outputs, row, [0], [False], np.random.default_rng(0), 0, -1)
+        assert hints.startswith(TOOL_HINTS) and second.consulted_tools == ["low_id"]
+        assert second.prompt == render("sequential", first[row].template_id,
+                                       replace(first[row].slots, tool_outputs=hints))
 
 
 def test_s3_round_trip(built, s3_endpoint):  # noqa: F811
