@@ -102,23 +102,6 @@ def tools_out(train_tools_config: str | None) -> str | None:
     return load_config(TrainToolsConfig, train_tools_config).out
 
 
-def offline_check(system: System, split: str, negatives: int, users: int, mode: str) -> dict:
-    """Tonight's pipeline on the split's fixed test lists (targets held out of every model's training):
-    HR/NDCG of the routed answer and of most-popular on the same users. Runs as a Ray task beside the VLM."""
-    from reasonrec.recommend.bundle import Bundle
-    from reasonrec.recommend.calibration import part_requests
-    from reasonrec.recommend.evaluate import evaluate_requests, popularity_metrics
-    from reasonrec.tools.data import ToolData
-
-    bundle = Bundle(system)
-    data = ToolData.load(system.dataset, split, negatives)
-    requests = part_requests(data, "test", max_users=users, seed=0)   # EH as calibration and training read it
-    metrics = evaluate_requests(bundle, requests, mode)
-    popular = popularity_metrics(data.split.train, data.n_items, requests)
-    return {"split": split, "protocol": f"1+{negatives}", **metrics,
-            "most_popular": {k: popular[k] for k in ("HR@5", "NDCG@5")}}
-
-
 # ------------------------------------------------------------------------------------------------------- run
 
 def score_users(cfg: ScoreConfig, system: System, staging: str, requested: RequestedUsers) -> list[dict]:
@@ -208,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     check = None
     if cfg.eval_split is not None:
+        from reasonrec.recommend.evaluate import offline_check   # the scoring stack: imported only when needed
         check_task = ray.remote(offline_check).options(num_cpus=cfg.vlm_cpus, num_gpus=gpus_for(cfg.vlm_gpus))
         check = ray.get(check_task.remote(system, cfg.eval_split, cfg.eval_negatives, cfg.eval_users, cfg.mode))
         print(f"[score] offline check ({check['protocol']} {check['split']} test, {check['users']} users, "

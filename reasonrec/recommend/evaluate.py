@@ -10,6 +10,7 @@ from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.outcomes import ANSWER_OF_MODE, collect, target_columns
 from reasonrec.recommend.requests import Requests
 from reasonrec.recommend.stages import Mode
+from reasonrec.recommend.system import System
 from reasonrec.router.policy import ROUTES
 
 
@@ -29,3 +30,19 @@ def popularity_metrics(train_interactions, n_items: int, requests: Requests, ks:
     scores = model.score(requests.user_idx, requests.candidates)
     return ranking_metrics(rank_of_target(scores, target_columns(requests.candidates, requests.targets,
                                                                  requests.user_idx)), ks)
+
+
+def offline_check(system: System, split: str, negatives: int, users: int, mode: str) -> dict:
+    """The nightly job's offline check: tonight's answer path on the split's fixed test lists (targets held out
+    of every model's training), HR/NDCG of `mode` and of most-popular on the same seeded users. jobs/score.py
+    runs it as a Ray task beside the VLM actors."""
+    from reasonrec.recommend.calibration import part_requests
+    from reasonrec.tools.data import ToolData
+
+    bundle = Bundle(system)
+    data = ToolData.load(system.dataset, split, negatives)
+    requests = part_requests(data, "test", max_users=users, seed=0)   # EH as calibration and training read it
+    metrics = evaluate_requests(bundle, requests, mode)
+    popular = popularity_metrics(data.split.train, data.n_items, requests)
+    return {"split": split, "protocol": f"1+{negatives}", **metrics,
+            "most_popular": {k: popular[k] for k in ("HR@5", "NDCG@5")}}
