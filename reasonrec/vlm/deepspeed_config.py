@@ -1,4 +1,4 @@
-"""The DeepSpeed engine's config, optimizer and LR schedule, all derived from `TrainVLMConfig`.
+"""The DeepSpeed engine, its config, optimizer and LR schedule, all derived from `TrainVLMConfig`.
 
 Choices that are easy to get silently wrong are made explicit here:
 - `gradient_clipping` is always written: DeepSpeed 0.19 defaults it to 1.0, so leaving it out clips anyway.
@@ -72,6 +72,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainVLMConfig, plan:
 
     return get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=plan.warmup_steps, num_training_steps=plan.total_steps, min_lr=cfg.min_lr)
+
+
+def build_engine(cfg: TrainVLMConfig, plan: TrainPlan, base: str, n_items: int, tool_names: list[str],
+                 on_gpu: bool):
+    """(DeepSpeed engine, processor) over the base model, with AdamW and the warm-up + cosine schedule. Runs in a
+    process whose torch.distributed group is already up (a Ray Train worker), so DeepSpeed does not start one."""
+    import tempfile
+
+    import deepspeed
+
+    from reasonrec.io import fetch_dir
+    from reasonrec.vlm.build import load_vlm
+
+    # DeepSpeed keeps fp32 master weights and casts the module itself when bf16 is on: always load fp32.
+    model_cfg = cfg.model.model_copy(update={"dtype": "float32"})
+    with tempfile.TemporaryDirectory() as tmp:
+        model, processor = load_vlm(fetch_dir(base, tmp), model_cfg, n_items=n_items, tool_names=tool_names)
+    optimizer = build_optimizer(model, cfg)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                           lr_scheduler=build_scheduler(optimizer, cfg, plan),
+                                           config=deepspeed_config(cfg, on_gpu), dist_init_required=False)
+    return engine, processor
 
 
 def consolidated_state_dict(checkpoint_dir: str | Path, tag: str | None = None) -> dict[str, torch.Tensor]:

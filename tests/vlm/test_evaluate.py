@@ -1,11 +1,14 @@
-"""evaluate_ranking / evaluate_ctr on hand-built VLMOutputs with known answers."""
+"""evaluate_ranking / evaluate_ctr on hand-built VLMOutputs with known answers; the seeded user subset of a
+run's test table."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from reasonrec.vlm.evaluate import confidence_halves, evaluate_ctr, evaluate_ranking, ranks
+from reasonrec.vlm.evaluate import confidence_halves, evaluate_ctr, evaluate_ranking, ranks, subset_users
 from reasonrec.vlm.records import Instruction
 from reasonrec.vlm.scoring import VLMOutput
 
@@ -78,3 +81,13 @@ def test_evaluate_ctr():
     assert metrics["AUC"] == 1.0
     with pytest.raises(ValueError, match="CTR instructions"):
         evaluate_ctr(out, [record(0, []) for _ in range(4)])
+
+
+def test_subset_users_keeps_every_instruction_of_a_seeded_subset_of_users():
+    instructions = [replace(record(0, [0, 1]), user_idx=u, template_id=t) for u in range(10) for t in range(2)]
+    assert subset_users(instructions, None, 0) is instructions and subset_users(instructions, 10, 0) is instructions
+    kept = subset_users(instructions, 3, seed=5)
+    users = {ins.user_idx for ins in kept}
+    assert len(users) == 3 and len(kept) == 6  # both instructions of each kept user
+    assert kept == subset_users(instructions, 3, seed=5)  # seeded: the same users every time
+    assert any({ins.user_idx for ins in subset_users(instructions, 3, seed=s)} != users for s in range(6, 12))
