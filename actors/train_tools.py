@@ -11,6 +11,7 @@ from typing import Any
 
 import ray
 
+from actors.cluster import gpus_for
 from reasonrec.tools.train_config import TrainToolsConfig
 from reasonrec.tools.zoo import content_features, headline
 
@@ -31,10 +32,7 @@ def train_one(spec: str, name: str, settings: dict[str, Any], cfg_json: str, fea
 def gpus_per_tool(cfg: TrainToolsConfig, n_tools: int) -> float:
     """The GPUs one tool task asks for: cfg.gpus_per_tool, or with 'auto' the cluster's GPUs shared evenly
     (small tools leave most of a GPU idle, so sharing one trains the zoo at once rather than in turn)."""
-    if cfg.gpus_per_tool != "auto":
-        return float(cfg.gpus_per_tool)
-    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
-    return 0.0 if cluster_gpus == 0 else min(1.0, cluster_gpus / max(1, n_tools))
+    return gpus_for(cfg.gpus_per_tool, n_tools)
 
 
 def train_tools(cfg: TrainToolsConfig, specs: dict[str, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:

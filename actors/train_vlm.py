@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 
+from actors.cluster import gpus_for
 from reasonrec.io import open_fs
 from reasonrec.vlm.schedule import TrainPlan
 from reasonrec.vlm.train_config import TrainVLMConfig
@@ -32,7 +33,7 @@ HOLD_ENV = "REASONREC_TRAIN_HOLD"
 
 def trains_on_gpu(cfg: TrainVLMConfig) -> bool:
     """use_gpu, or with 'auto' whether the cluster has a GPU for every worker."""
-    return cfg.use_gpu if cfg.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= cfg.num_workers
+    return cfg.use_gpu if cfg.use_gpu != "auto" else gpus_for("auto", cfg.num_workers) >= 1.0
 
 
 def fit(cfg: TrainVLMConfig, plan: TrainPlan, sequence: list[str], base: str, n_items: int,

@@ -167,4 +167,6 @@ def upload(local: Path, destination: str, last: str = "reasonrec.json") -> None:
         fs.rm(path, recursive=True)
     fs.makedirs(path, exist_ok=True)
     for file in sorted((f for f in local.rglob("*") if f.is_file()), key=lambda f: f.name == last):
-        fs.put_file(str(file), join(path, str(file.relative_to(local))))
+        target = join(path, str(file.relative_to(local)))
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)   # subfolders: put_file makes no parents
+        fs.put_file(str(file), target)
