@@ -27,34 +27,32 @@ test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # make report-quick DATASET=ml-latest-small|beauty|sports|beauty-sports: the evaluation report end to end on real data
-# (../shared/data) with the tiny presets configs/*/$(DATASET)-quick.yaml: a seeded 80-user slice, three tools
-# for one epoch, a 4-step VLM on one Ray Train worker, calibration on 24 users, evaluate --quick on 24 users.
-# Outputs: $(QUICK)/{datasets,tools,vlm,reports}/$(DATASET) (deleted first: a VLM run folder would resume).
-# tests/jobs/test_evaluate_real.py runs this target (QUICK=a temporary folder), so CI checks these commands.
+# (../shared/data) with the tiny presets: every job reads configs/$(DATASET).yaml, then configs/overlays/quick.yaml
+# (three tools for one epoch, a 4-step VLM on one Ray Train worker, calibration on 24 users, evaluate --quick on 24
+# users) and, for a single source, configs/overlays/slice.yaml (a seeded 80-user slice). paths.root=$(QUICK) moves
+# every folder those files name under $(QUICK): {datasets,tools,vlm,reports}/$(DATASET) (deleted first: a VLM run
+# folder would resume). tests/jobs/test_evaluate_real.py runs this target (QUICK=a temporary folder), so CI checks
+# these commands.
 DATASET ?= ml-latest-small
 QUICK ?= artifacts/quick
 Q_DATA = $(QUICK)/datasets/$(DATASET)
 Q_TOOLS = $(QUICK)/tools/$(DATASET)
 Q_VLM = $(QUICK)/vlm/$(DATASET)
 Q_REPORT = $(QUICK)/reports/$(DATASET)
+Q_CONFIG = --config configs/$(DATASET).yaml --config configs/overlays/quick.yaml
 
-# DATASET=beauty-sports merges the two slices and compares with their quick models: run it after beauty and sports.
-ifeq ($(DATASET),beauty-sports)
-Q_PREPARE_FLAGS = 'source.merge={beauty: $(QUICK)/datasets/beauty, sports: $(QUICK)/datasets/sports}'
-Q_EVALUATE_FLAGS = 'multi_domain=[{name: beauty, dataset: $(QUICK)/datasets/beauty, vlm_dir: $(QUICK)/vlm/beauty}, \
-	{name: sports, dataset: $(QUICK)/datasets/sports, vlm_dir: $(QUICK)/vlm/sports}]'
+# DATASET=beauty-sports merges the two slices whole and compares with their quick models: run it after beauty and sports.
+ifneq ($(DATASET),beauty-sports)
+Q_CONFIG += --config configs/overlays/slice.yaml
 endif
 
 report-quick: venv
 	rm -rf $(Q_DATA) $(Q_TOOLS) $(Q_VLM) $(Q_REPORT)
-	$(PY) jobs/prepare_data.py --config configs/prepare/$(DATASET)-quick.yaml out=$(Q_DATA) $(Q_PREPARE_FLAGS)
-	$(PY) jobs/train_tools.py --config configs/train_tools/$(DATASET)-quick.yaml dataset=$(Q_DATA) out=$(Q_TOOLS)
-	$(PY) jobs/train_vlm.py --config configs/train_vlm/$(DATASET)-quick.yaml dataset=$(Q_DATA) tools_dir=$(Q_TOOLS) \
-		model.item_embedding_tool=$(Q_TOOLS)/sasrec out=$(Q_VLM)
-	$(PY) jobs/calibrate.py --config configs/calibrate/$(DATASET)-quick.yaml recommend.dataset=$(Q_DATA) \
-		recommend.vlm_dir=$(Q_VLM)
-	$(PY) jobs/evaluate.py --config configs/evaluate/$(DATASET)-quick.yaml recommend.dataset=$(Q_DATA) \
-		recommend.vlm_dir=$(Q_VLM) out=$(Q_REPORT) $(Q_EVALUATE_FLAGS) --quick
+	$(PY) jobs/prepare_data.py $(Q_CONFIG) paths.root=$(QUICK)
+	$(PY) jobs/train_tools.py $(Q_CONFIG) paths.root=$(QUICK)
+	$(PY) jobs/train_vlm.py $(Q_CONFIG) paths.root=$(QUICK)
+	$(PY) jobs/calibrate.py $(Q_CONFIG) paths.root=$(QUICK)
+	$(PY) jobs/evaluate.py $(Q_CONFIG) paths.root=$(QUICK) --quick
 
 clean:
 	rm -rf artifacts .pytest_cache

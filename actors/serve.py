@@ -6,7 +6,7 @@
               └─▶ VLM (GPU when present): @serve.batch answer() for rows off the tool route; /v1/explain
                     (not deployed when recommend.vlm_dir is null: every known user is on the tool route)
 
-Start it with jobs/serve.py, or `serve run actors.serve:app config=configs/serve/synthetic.yaml [key=value ...]`
+Start it with jobs/serve.py, or `serve run actors.serve:app config=configs/synthetic.yaml [key=value ...]`
 (other args are config overrides). Replicas load their models in a background thread, so the app is up at
 once and GET /readyz answers 503 (and the API 503 "loading", with Retry-After) until every deployment has
 loaded. Every error is JSON {"detail": ...} (reasonrec/serving/errors.py), whoever refuses the request:

@@ -1,7 +1,7 @@
 """Benchmark: wall time and peak memory of jobs/prepare_data.py on a real data set (default: Amazon Sports).
 
     .venv/bin/python benchmarks/prepare_data.py                       # sports, from ../shared/data
-    .venv/bin/python benchmarks/prepare_data.py --config configs/prepare/ml-latest-small.yaml
+    .venv/bin/python benchmarks/prepare_data.py --config configs/ml-latest-small.yaml
 
 Runs the real CLI in a child process (so its peak RSS is the job's own, read with getrusage) and prints one
 JSON line: wall seconds, peak RSS, the job's own stage timings, and the sizes it produced.
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/prepare/sports.yaml")
+    parser.add_argument("--config", default="configs/sports.yaml")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,7 +39,7 @@ def prepare(work: Path, users: int, items: int) -> Path:
     out = work / f"ds-{users}x{items}"
     if not (out / "manifest.json").exists():
         started = time.perf_counter()
-        run("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={out}",
+        run("prepare_data.py", "--config", "configs/synthetic.yaml", f"out={out}",
             f"source.synthetic.n_users={users}", f"source.synthetic.n_items={items}", "splits.protocols=[loo]",
             "candidates.ranking_negatives=[99]", "candidates.ctr_negatives_per_positive=[]")
         print(f"# prepared {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
@@ -51,7 +51,7 @@ def train_tools(work: Path, dataset: Path, budget_s: float, cpus_per_tool: float
     if not (out / "two_tower" / "tool.json").exists():
         started = time.perf_counter()
         budget = {"max_train_seconds": budget_s, "epochs": 1}
-        run("train_tools.py", "--config", "configs/train_tools/synthetic.yaml", f"dataset={dataset}", f"out={out}",
+        run("train_tools.py", "--config", "configs/synthetic.yaml", f"dataset={dataset}", f"out={out}",
             "tools=[sasrec,two_tower]", f"tool_configs={json.dumps({'sasrec': budget, 'two_tower': budget})}",
             f"cpus_per_tool={cpus_per_tool}",
             "evaluate=none")  # no test evaluation: the full-catalogue ranking would dominate at 1M users

@@ -47,7 +47,7 @@ GOAL_P99_MS, GOAL_RATE = 50.0, 50.0
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running app; default: start one from --config in this process")
-    parser.add_argument("--config", default="configs/serve/synthetic.yaml", help="ServeConfig YAML (no --url)")
+    parser.add_argument("--config", default="configs/synthetic.yaml", help="config file, its serve section (no --url)")
     parser.add_argument("--dataset", help="dataset whose users and items are asked for (default: the config's)")
     parser.add_argument("--rate", type=float, default=GOAL_RATE, help="requests per second per route")
     parser.add_argument("--route-rate", action="append", default=[], metavar="ROUTE=RPS", help="per-route rate")

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_vlm.py                                  # synthetic, 2 workers, ZeRO-2
     .venv/bin/python benchmarks/train_vlm.py --steps 100 zero_stage=3 batch_size=16
 
-Runs the real CLI in a child process on configs/train_vlm/synthetic.yaml (prepared data and trained tools
+Runs the real CLI in a child process on configs/synthetic.yaml (prepared data and trained tools
 must exist; see that file's header) into a temporary out, with no evaluation, and prints one JSON line:
 steady-state training samples/s (the first step, which includes ingest start-up, left out), samples/s over
 the whole training segment, the job's wall time (Ray start-up, instruction build, model build included),
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/train_vlm/synthetic.yaml")
+    parser.add_argument("--config", default="configs/synthetic.yaml")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps to time")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for the job")
     args = parser.parse_args()

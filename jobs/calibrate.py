@@ -1,8 +1,8 @@
 """Pick the router's thresholds on the validation lists and save them as the VLM version's policy.
 
-    python jobs/calibrate.py --config configs/calibrate/synthetic.yaml
-    python jobs/calibrate.py --config configs/calibrate/ml-latest-small.yaml objective=latency_budget target=0.05
-    ray job submit --working-dir . -- python jobs/calibrate.py --config configs/calibrate/ml-latest-small.yaml
+    python jobs/calibrate.py --config configs/synthetic.yaml
+    python jobs/calibrate.py --config configs/ml-latest-small.yaml objective=latency_budget target=0.05
+    ray job submit --working-dir . -- python jobs/calibrate.py --config configs/ml-latest-small.yaml
 
 Every validation row (or a seeded subset, max_users) is answered on each route — the best tool alone, the VLM
 alone, the VLM after consulting tools — by the same stages the nightly job runs, so each row's hit@5 and each

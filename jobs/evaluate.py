@@ -1,9 +1,9 @@
 """The evaluation report: tables mirroring the paper, from the saved splits, candidates and trained models.
 
-    python jobs/evaluate.py --config configs/evaluate/ml-latest-small.yaml
+    python jobs/evaluate.py --config configs/ml-latest-small.yaml
     python jobs/evaluate.py --dataset artifacts/datasets/ml-latest-small --out docs/reports/ml-latest-small
-    python jobs/evaluate.py --config configs/evaluate/synthetic.yaml --quick          # CI: 40 users
-    python jobs/evaluate.py --config configs/evaluate/ml-latest-small.yaml max_users=200 tool_selection=[]
+    python jobs/evaluate.py --config configs/synthetic.yaml --quick          # CI: 40 users
+    python jobs/evaluate.py --config configs/ml-latest-small.yaml max_users=200 tool_selection=[]
 
 Writes <out>/report.md, report.json (every number) and reliability.png, cold_start.png, a9.png. The test
 users (all, or a seeded subset) are answered once on every route — best tool alone, VLM alone, VLM after

@@ -1,9 +1,9 @@
 """Prepare a dataset: convert a source to the canonical format and write the evaluation protocol.
 
     python jobs/prepare_data.py --source synthetic --out artifacts/datasets/synthetic
-    python jobs/prepare_data.py --config configs/prepare/ml-latest-small.yaml
+    python jobs/prepare_data.py --config configs/ml-latest-small.yaml
     python jobs/prepare_data.py --source amazon_p5 --path ../shared/data/amazon-p5/sports --out artifacts/datasets/sports
-    python jobs/prepare_data.py --config configs/prepare/synthetic.yaml seed=7 splits.protocols='[loo]'
+    python jobs/prepare_data.py --config configs/synthetic.yaml seed=7 splits.protocols='[loo]'
     python jobs/prepare_data.py --list-downloads
 
 Writes <out>/{manifest.json, interactions/items/users.parquet, splits/..., prepare_report.json} and prints a

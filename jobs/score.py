@@ -1,9 +1,9 @@
 """Nightly scoring: a routed recommendation table for every user of a prepared dataset (issue 5).
 
     python jobs/score.py                                   # local Ray; embedded dataset, tools, VLM made if absent
-    python jobs/score.py --config configs/score/ml-latest-small.yaml run_date=2026-11-21
+    python jobs/score.py --config configs/ml-latest-small.yaml run_date=2026-11-21
     ray start --head && RAY_AUTH_MODE=token ray job submit --working-dir . -- \
-        python jobs/score.py --config configs/score/ml-latest-small.yaml out=s3://bucket/recs
+        python jobs/score.py --config configs/ml-latest-small.yaml out=s3://bucket/recs
 
 Pipeline (Ray Data, streaming, bounded memory):
 

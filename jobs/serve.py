@@ -1,8 +1,8 @@
 """Online serving (issue 7): the nightly job's artifacts and router behind an HTTP API on Ray Serve.
 
     python jobs/serve.py                                           # synthetic demo artifacts, 127.0.0.1:8000
-    python jobs/serve.py --config configs/serve/synthetic.yaml port=8080 recommend.policy=config
-    serve run actors.serve:app config=configs/serve/synthetic.yaml # the same app through Serve's CLI
+    python jobs/serve.py --config configs/synthetic.yaml port=8080 recommend.policy=config
+    serve run actors.serve:app config=configs/synthetic.yaml # the same app through Serve's CLI
 
 Recipe: config -> model version and router exactly as jobs/score.py resolves them (calibrated policy applied)
 -> the app (actors/serve.py: Router ingress, Tools, VLM) -> serve.run on `host:port` (127.0.0.1 unless

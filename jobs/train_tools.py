@@ -1,8 +1,8 @@
 """Train the tool zoo in parallel as Ray tasks, evaluate each on the fixed lists, write checkpoints + a table.
 
     python jobs/train_tools.py --dataset artifacts/datasets/ml-latest-small --tools sasrec,bpr_mf,lightgcn
-    python jobs/train_tools.py --config configs/train_tools/synthetic.yaml epochs=3
-    ray job submit --working-dir . -- python jobs/train_tools.py --config configs/train_tools/beauty.yaml
+    python jobs/train_tools.py --config configs/synthetic.yaml epochs=3
+    ray job submit --working-dir . -- python jobs/train_tools.py --config configs/beauty.yaml
 
 Top to bottom:
 - config: the YAML + overrides (--dataset, --tools, --out set their keys).

@@ -1,8 +1,8 @@
 """Fine-tune the R-VIT VLM with Ray Train + DeepSpeed: instructions -> curriculum -> ZeRO training -> one model.
 
-    python jobs/train_vlm.py --config configs/train_vlm/synthetic.yaml
-    python jobs/train_vlm.py --config configs/train_vlm/synthetic.yaml max_steps=20 zero_stage=3 out=/tmp/vlm
-    ray job submit --working-dir . -- python jobs/train_vlm.py --config configs/train_vlm/ml-latest-small.yaml \
+    python jobs/train_vlm.py --config configs/synthetic.yaml
+    python jobs/train_vlm.py --config configs/synthetic.yaml max_steps=20 zero_stage=3 out=/tmp/vlm
+    ray job submit --working-dir . -- python jobs/train_vlm.py --config configs/ml-latest-small.yaml \
         out=s3://bucket/vlm/ml-latest-small use_gpu=true cpus_per_worker=4
 
 Top to bottom:

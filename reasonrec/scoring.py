@@ -13,23 +13,25 @@ from reasonrec.recommend.config import RecommendConfig
 
 class Bootstrap(StrictModel):
     """How a fresh laptop gets the artifacts tonight's run needs; each step runs only when its output is absent
-    (so the second run is cached). On a cluster, set them null: a missing artifact is then an error."""
+    (so the second run is cached). On a cluster, set them null: a missing artifact is then an error. Each
+    *_config is one file passed to that job's --config; a sectioned file (configs/synthetic.yaml) serves all four,
+    each job reading its own section."""
 
-    prepare_config: str | None = Field("configs/prepare/synthetic.yaml", description=(
+    prepare_config: str | None = Field("configs/synthetic.yaml", description=(
         "jobs/prepare_data.py config that writes recommend.dataset (null: a missing dataset is an error)."))
-    train_tools_config: str | None = Field("configs/train_tools/synthetic.yaml", description=(
+    train_tools_config: str | None = Field("configs/synthetic.yaml", description=(
         "jobs/train_tools.py config that writes the tools (null: missing tools are an error)."))
     train_tools_overrides: list[str] = Field(
         default_factory=lambda: ["tools=[sasrec,gru4rec,bpr_mf,lightgcn,two_tower,dlrm]"], description=(
             "key=value overrides for that job: the demo trains the ranking tools the router uses and DLRM, "
             "the CTR tool behind the Serve app's /v1/ctr (~6 s)."))
-    train_vlm_config: str | None = Field("configs/train_vlm/synthetic.yaml", description=(
+    train_vlm_config: str | None = Field("configs/synthetic.yaml", description=(
         "jobs/train_vlm.py config that writes recommend.vlm_dir (null: a missing VLM is an error)."))
     train_vlm_overrides: list[str] = Field(
         default_factory=lambda: ["instructions.tasks=[sequential]", "tools=[sasrec,gru4rec,bpr_mf,lightgcn,two_tower]",
                                  "max_steps=300", "checkpoint_every=300"],
         description="key=value overrides for that job: a short sequential-only run for the demo.")
-    calibrate_config: str | None = Field("configs/calibrate/synthetic.yaml", description=(
+    calibrate_config: str | None = Field("configs/synthetic.yaml", description=(
         "jobs/calibrate.py config that writes <vlm_dir>/policy.json (null: a missing policy is an error)."))
     calibrate_overrides: list[str] = Field(default_factory=lambda: ["max_users=200"], description=(
         "key=value overrides for that job."))
@@ -37,6 +39,8 @@ class Bootstrap(StrictModel):
 
 class ScoreConfig(StrictModel):
     """Nightly scoring (issue 5): every user of a prepared dataset, routed between the tools and the VLM."""
+
+    config_section = "score"   # its section in a sectioned file (configs/<dataset>.yaml)
 
     recommend: RecommendConfig = Field(default_factory=RecommendConfig, description=(
         "Artifacts, candidates and router (reasonrec/recommend/config.py); shared with jobs/calibrate.py."))

@@ -1,4 +1,4 @@
-"""The typed config of `jobs/prepare_data.py`; configs/prepare/*.yaml are instances of it."""
+"""The typed config of `jobs/prepare_data.py`; the prepare section of configs/<dataset>.yaml is an instance of it."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ class EvidenceConfig(StrictModel):
 
 
 class PrepareConfig(StrictModel):
+    config_section = "prepare"   # its section in a sectioned file (configs/<dataset>.yaml)
     name: str = Field("synthetic", description="Dataset name written into the manifest.")
     out: str = Field("artifacts/datasets/synthetic", description="Output folder (local path or s3://).")
     seed: int = Field(2024, description="Seed for the generator, random split, candidates and CTR negatives.")

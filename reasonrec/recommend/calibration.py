@@ -26,6 +26,8 @@ from reasonrec.vlm.instructions import _evidence_array, read_split_evidence
 class CalibrateConfig(StrictModel):
     """jobs/calibrate.py: pick the router's thresholds on a split's validation lists and save them as policy."""
 
+    config_section = "calibrate"   # its section in a sectioned file (configs/<dataset>.yaml)
+
     recommend: RecommendConfig = Field(default_factory=RecommendConfig, description=(
         "Artifacts and router (its `policy` is ignored: the search starts from the router section's thresholds)."))
     split: str = Field("loo", description="Ranking split whose fixed validation lists are scored.")

@@ -77,6 +77,8 @@ class MultiDomain(StrictModel):
 class EvaluateConfig(StrictModel):
     """jobs/evaluate.py: the evaluation report (report.md, report.json, PNG plots) on a split's test part."""
 
+    config_section = "evaluate"   # its section in a sectioned file (configs/<dataset>.yaml)
+
     recommend: RecommendConfig = Field(default_factory=RecommendConfig, description=(
         "Artifacts and router, as jobs/score.py reads them; policy=calibrated uses <vlm_dir>/policy.json."))
     split: str = Field("loo", description="Ranking split whose fixed test lists are scored.")
@@ -110,7 +112,7 @@ class EvaluateConfig(StrictModel):
         "Time-shift tables: most-popular, the entry's ranking tools, majority vote, VLM-only, VLM+tools always and "
         "ReasonRec on another split's test rows, beside the main table's numbers; [] = skip the section."))
     multi_domain: list[MultiDomain] = Field(default_factory=list, description=(
-        "Multi-domain tables (recommend.dataset must be a merge, configs/prepare/beauty-sports.yaml): per domain, "
+        "Multi-domain tables (recommend.dataset must be a merge, configs/beauty-sports.yaml): per domain, "
         "its single-domain system and the report's merged system on the domain's own test lists; [] = skip."))
     batch_size: int = Field(64, ge=1, description="Rows per scoring batch (tools once, the VLM once per route).")
     out: str = Field("report", description="Folder for report.md, report.json and the PNGs (local or s3://).")

@@ -14,12 +14,12 @@ from reasonrec.report.time_shift import cutoff_text
 
 NOT_YET = {
     "Explanation generation (BLEU-4, ROUGE-L)": "not configured for this report (`explanation: []`): it needs a data "
-    "set with review text and a VLM trained on the explanation task (configs/evaluate/ml-latest-small.yaml scores "
+    "set with review text and a VLM trained on the explanation task (configs/ml-latest-small.yaml scores "
     "All-Beauty and the synthetic set).",
     "Time shift (temporal cut-off)": "not configured for this report (`time_shift: []`): it needs a temporal split "
-    "with its own tools and VLM (configs/evaluate/ml-latest-small.yaml has one; P5 data has no timestamps).",
+    "with its own tools and VLM (configs/ml-latest-small.yaml has one; P5 data has no timestamps).",
     "Multi-domain (Beauty + Sports merged)": "not configured for this report (`multi_domain: []`): it needs a "
-    "merged data set with its own tools and VLM, and each domain's own system (configs/evaluate/beauty-sports.yaml).",
+    "merged data set with its own tools and VLM, and each domain's own system (configs/beauty-sports.yaml).",
 }
 
 

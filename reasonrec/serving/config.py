@@ -70,6 +70,8 @@ def _vlm_default() -> DeploymentSettings:
 class ServeConfig(StrictModel):
     """Online serving (issue 7): the nightly job's artifacts and router behind a FastAPI app on Ray Serve."""
 
+    config_section = "serve"   # its section in a sectioned file (configs/<dataset>.yaml)
+
     recommend: RecommendConfig = Field(default_factory=RecommendConfig, description=(
         "Artifacts, candidates and router, exactly as jobs/score.py reads them (same model version and policy)."))
     host: str = Field("127.0.0.1", description=(

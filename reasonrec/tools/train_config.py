@@ -1,4 +1,4 @@
-"""The typed config of `jobs/train_tools.py`; configs/train_tools/*.yaml are instances of it."""
+"""The typed config of `jobs/train_tools.py`; the train_tools section of configs/<dataset>.yaml is an instance."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from reasonrec.config import StrictModel
 
 
 class TrainToolsConfig(StrictModel):
+    config_section = "train_tools"   # its section in a sectioned file (configs/<dataset>.yaml)
     dataset: str = Field("artifacts/datasets/synthetic", description="Prepared dataset folder (local or s3://).")
     tools: list[str] = Field(default_factory=lambda: ["bpr_mf"], description=(
         "Tools to train, by registry name; a '+v' suffix trains the content variant (use_content=True)."))

@@ -1,4 +1,4 @@
-"""The typed config of `jobs/train_vlm.py`; configs/train_vlm/*.yaml are instances of it.
+"""The typed config of `jobs/train_vlm.py`; the train_vlm section of configs/<dataset>.yaml is an instance.
 
 The ablations of the paper are switches of the nested sections, not copies of them here (one source of
 truth): uniform order = `instructions.curriculum.mode: uniform`, one template = `instructions.templates:
@@ -28,6 +28,7 @@ class EvalConfig(StrictModel):
 
 
 class TrainVLMConfig(StrictModel):
+    config_section = "train_vlm"   # its section in a sectioned file (configs/<dataset>.yaml)
     dataset: str = Field("artifacts/datasets/synthetic", description="Prepared dataset folder (local or s3://).")
     split: str = Field("loo", description="Ranking split the instructions are built from (train/valid/test parts).")
     negatives: int = Field(99, ge=1, description="Fixed 1+N lists the sequential test instructions are scored on.")

@@ -1,5 +1,6 @@
 """The evaluation report end to end on real data: `make report-quick` — prepare_data -> train_tools -> train_vlm
--> calibrate -> evaluate --quick with the tiny presets configs/*/<dataset>-quick.yaml — on seeded 80-user slices
+-> calibrate -> evaluate --quick over configs/<dataset>.yaml with the tiny presets configs/overlays/quick.yaml (and
+configs/overlays/slice.yaml) — on seeded 80-user slices
 of ml-latest-small with its posters, Amazon Beauty and Amazon Sports (P5), read from ../shared/data, and on the
 Beauty + Sports merge of the two slices (started when both are done: its report compares with their models).
 
@@ -29,8 +30,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
+from reasonrec.config import load_config
+from reasonrec.data.prepare_config import PrepareConfig
 from tests.conftest import REPO_ROOT
 
 DATASETS = ["ml-latest-small", "beauty", "sports", "beauty-sports"]
@@ -46,12 +48,12 @@ UNIT_KEY = re.compile(r"(HR|NDCG)@\d|^AUC$|^ECE$|accuracy|confidence$|^delegated
 
 
 def missing_sources(dataset: str) -> list[str]:
-    """The source folders configs/prepare/<dataset>-quick.yaml reads (relative to the repo) that are absent; a
-    merge's are its domains'."""
+    """The source folders configs/<dataset>.yaml's prepare section reads (relative to the repo) that are absent;
+    a merge's are its domains'."""
     if dataset in MERGES:
         return [path for domain in MERGES[dataset] for path in missing_sources(domain)]
-    source = yaml.safe_load((REPO_ROOT / "configs" / "prepare" / f"{dataset}-quick.yaml").read_text())["source"]
-    paths = [source[key] for key in ("path", "images") if source.get(key)]
+    source = load_config(PrepareConfig, REPO_ROOT / "configs" / f"{dataset}.yaml").source
+    paths = [path for path in (source.path, source.images) if path]
     return [path for path in paths if not (REPO_ROOT / path).exists()]
 
 
@@ -142,12 +144,13 @@ def numbers(tree, path: str = ""):
 def test_report_quick_end_to_end_on_real_data(dataset, quick_runs):
     absent = missing_sources(dataset)
     if absent:
-        pytest.skip(f"configs/prepare/{dataset}-quick.yaml reads {', '.join(absent)}, which is absent")
+        pytest.skip(f"configs/{dataset}.yaml reads {', '.join(absent)}, which is absent")
     run = quick_runs[dataset]
     log = run["log"].read_text()
     assert run["returncode"] == 0, f"make report-quick DATASET={dataset}: {run['returncode']}\n{log[-6000:]}"
-    # The five jobs ran in order, each from its -quick preset.
-    positions = [log.find(f"jobs/{job} --config configs/") for job in JOBS]
+    # The five jobs ran in order, each from the data set's file and the quick overlay.
+    configs = f"--config configs/{dataset}.yaml --config configs/overlays/quick.yaml"
+    positions = [log.find(f"jobs/{job} {configs}") for job in JOBS]
     assert -1 not in positions and positions == sorted(positions), positions
     root = Path(run["root"])
     data, tools, vlm, out = (root / kind / dataset for kind in ("datasets", "tools", "vlm", "reports"))
@@ -181,7 +184,7 @@ def test_report_quick_end_to_end_on_real_data(dataset, quick_runs):
                                                                                        QUICK_USERS, users)
     assert h["model_version"].startswith(f"{dataset}@") and h["model_version"] == policy["model_version"]
     assert h["policy_source"] == f"policy.json ({h['model_version']})"
-    assert h["command"].startswith(f"python jobs/evaluate.py --config configs/evaluate/{dataset}-quick.yaml")
+    assert h["command"].startswith(f"python jobs/evaluate.py {configs}")
     assert h["command"].endswith("--quick")
     machine = h["machine"]
     assert machine["cpus"] >= 1 and machine["platform"] and machine["torch"] and machine["device"]

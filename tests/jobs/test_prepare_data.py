@@ -23,7 +23,7 @@ def tree_digest(root: Path, pattern: str) -> dict[str, str]:
 
 def test_synthetic_end_to_end_and_byte_identical(job, tmp_path):
     for name in ("a", "b"):
-        result = job("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={tmp_path / name}",
+        result = job("prepare_data.py", "--config", "configs/synthetic.yaml", f"out={tmp_path / name}",
                      *SMALL_SYNTHETIC)
         assert "split loo:" in result.stdout and "quarantined rows 0" in result.stdout
     ds = Dataset.load(str(tmp_path / "a"))
@@ -46,7 +46,7 @@ def test_synthetic_end_to_end_and_byte_identical(job, tmp_path):
     assert ctr["label"].mean() == pytest.approx(0.5)
 
     # A different seed draws different candidates from the same data.
-    job("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={tmp_path / 'c'}", "seed=7",
+    job("prepare_data.py", "--config", "configs/synthetic.yaml", f"out={tmp_path / 'c'}", "seed=7",
         *SMALL_SYNTHETIC)
     digest_c = tree_digest(tmp_path / "c", "*.parquet")
     assert digest_c["interactions.parquet"] == digest_a["interactions.parquet"]
@@ -120,7 +120,7 @@ def test_unknown_config_key_exits_2(job, tmp_path):
 
 @pytest.mark.real_data
 def test_ml_latest_small_with_posters(job, tmp_path, shared_data):
-    job("prepare_data.py", "--config", "configs/prepare/ml-latest-small.yaml", f"out={tmp_path / 'ml'}",
+    job("prepare_data.py", "--config", "configs/ml-latest-small.yaml", f"out={tmp_path / 'ml'}",
         f"source.path={shared_data / 'ml-latest-small'}",
         f"source.images={shared_data / 'movielens-posters' / 'posters'}")
     ds = Dataset.load(str(tmp_path / "ml"))
@@ -136,7 +136,7 @@ def test_ml_latest_small_with_posters(job, tmp_path, shared_data):
 
 @pytest.mark.real_data
 def test_amazon_beauty(job, tmp_path, shared_data):
-    job("prepare_data.py", "--config", "configs/prepare/beauty.yaml", f"out={tmp_path / 'beauty'}",
+    job("prepare_data.py", "--config", "configs/beauty.yaml", f"out={tmp_path / 'beauty'}",
         f"source.path={shared_data / 'amazon-p5' / 'beauty'}")
     ds = Dataset.load(str(tmp_path / "beauty"))
     assert (ds.manifest.n_users, ds.manifest.n_items, ds.manifest.n_interactions) == (22363, 12101, 198502)
@@ -148,7 +148,7 @@ def test_amazon_beauty(job, tmp_path, shared_data):
 
 @pytest.mark.real_data
 def test_all_beauty_reviews(job, tmp_path, shared_data):
-    job("prepare_data.py", "--config", "configs/prepare/all-beauty.yaml", f"out={tmp_path / 'ab'}",
+    job("prepare_data.py", "--config", "configs/all-beauty.yaml", f"out={tmp_path / 'ab'}",
         f"source.path={shared_data / 'amazon2018-all-beauty-5core' / 'All_Beauty_5.json.gz'}")
     report = json.loads((tmp_path / "ab" / "prepare_report.json").read_text())
     assert report["quarantine"]["by_reason"]["duplicate_event"] >= 1053
@@ -191,7 +191,7 @@ def test_download_then_prepare_through_the_cli(job, tmp_path, shared_data):
     try:
         listed = job("prepare_data.py", "--list-downloads")
         assert "amazon2018-all-beauty-5core" in listed.stdout
-        job("prepare_data.py", "--config", "configs/prepare/all-beauty.yaml", "--download",
+        job("prepare_data.py", "--config", "configs/all-beauty.yaml", "--download",
             "amazon2018-all-beauty-5core", "--mirror", f"http://127.0.0.1:{server.server_port}",
             "--path", str(tmp_path / "raw"), "--out", str(tmp_path / "ds"))
     finally:

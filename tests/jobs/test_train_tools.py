@@ -13,7 +13,7 @@ from reasonrec.tools.training import ranking_ranks
 
 def test_trains_tools_in_parallel_and_writes_loadable_checkpoints(job, tmp_path):
     dataset, out = tmp_path / "ds", tmp_path / "tools"
-    job("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={dataset}",
+    job("prepare_data.py", "--config", "configs/synthetic.yaml", f"out={dataset}",
         "source.synthetic.n_users=300", "source.synthetic.n_items=200", "splits.protocols=[loo,random]",
         "candidates.ranking_negatives=[99]")
     result = job("train_tools.py", "--dataset", str(dataset), "--tools", "bpr_mf,bpr_mf+v,dlrm", "--out", str(out),
@@ -44,7 +44,7 @@ def test_evaluate_sampled_and_none_skip_the_full_catalogue(job, tmp_path):
     """evaluate=sampled keeps the 1+N lists (no full-ranking column, no most-popular row); evaluate=none writes
     loadable checkpoints with no test numbers at all."""
     dataset = tmp_path / "ds"
-    job("prepare_data.py", "--config", "configs/prepare/synthetic.yaml", f"out={dataset}",
+    job("prepare_data.py", "--config", "configs/synthetic.yaml", f"out={dataset}",
         "source.synthetic.n_users=120", "source.synthetic.n_items=200", "splits.protocols=[loo]",
         "candidates.ranking_negatives=[99]", "candidates.ctr_negatives_per_positive=[]")
     rows = {}

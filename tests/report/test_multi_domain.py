@@ -29,7 +29,7 @@ def _prepare(root, source: dict) -> str:
 @pytest.fixture(scope="module")
 def merged(tmp_path_factory):
     """Two synthetic domains (different generator seeds, same id spelling) and their merge, as
-    configs/prepare/beauty-sports.yaml builds it."""
+    configs/beauty-sports.yaml builds it."""
     tmp = tmp_path_factory.mktemp("multi-domain")
     domains = {name: _prepare(tmp / name, {"kind": "synthetic", "synthetic": {"n_users": 30, "n_items": 120,
                                                                                "seed": seed}})

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from reasonrec.config import ConfigError, load_config
 from reasonrec.vlm.deepspeed_config import (build_optimizer, build_scheduler, consolidated_state_dict,
@@ -102,11 +103,12 @@ def test_plan_steps_checkpoints_and_mismatch():
 # ------------------------------------------------------------------------------------------------ configs
 
 def test_shipped_configs_validate():
-    files = sorted((REPO_ROOT / "configs" / "train_vlm").glob("*.yaml"))
+    files = [f for f in sorted((REPO_ROOT / "configs").glob("*.yaml")) if "train_vlm" in yaml.safe_load(f.read_text())]
     assert {f.stem for f in files} >= {"synthetic", "ml-latest-small"}
-    for f in files:
-        cfg = load_config(TrainVLMConfig, f)
-        assert cfg.gradient_clipping >= 0 and (cfg.max_steps or cfg.epochs)
+    for f in files:   # each data set's train_vlm section, and with the quick presets
+        for layers in ([f], [f, REPO_ROOT / "configs" / "overlays" / "quick.yaml"]):
+            cfg = load_config(TrainVLMConfig, layers)
+            assert cfg.gradient_clipping >= 0 and (cfg.max_steps or cfg.epochs)
 
 
 def test_config_errors_name_the_key():

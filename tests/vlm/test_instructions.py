@@ -297,7 +297,7 @@ def test_prompts_stay_short(built):
 @pytest.mark.real_data
 def test_real_movielens_slice(shared_data, tmp_path):
     """ml-latest-small with posters, prepared from ../shared/data (no tools): counts, no leaks, prompt lengths."""
-    cfg_path = REPO_ROOT / "configs" / "prepare" / "ml-latest-small.yaml"
+    cfg_path = REPO_ROOT / "configs" / "ml-latest-small.yaml"   # its prepare section
     prepare(load_config(PrepareConfig, cfg_path, [
         f"out={tmp_path / 'ml'}", "splits.protocols=[loo]",
         f"source.path={shared_data / 'ml-latest-small'}",
