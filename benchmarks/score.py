@@ -87,7 +87,8 @@ def compare_modes(bundle: Bundle, data: ToolData, users: int, seed: int, batch_s
                     "users_per_cpu_second": round(len(requests) / min(cpu[mode]), 2),
                     "cpu_seconds": [round(x, 3) for x in cpu[mode]],
                     **{k: round(metrics[mode][k], 4) for k in ("HR@5", "NDCG@5", "HR@10")},
-                    "route_shares": {r: round(v, 4) for r, v in metrics[mode]["route_shares"].items()}}
+                    "route_shares": {r: round(v, 4) for r, v in metrics[mode]["route_shares"].items()},
+                    "answer_sources": metrics[mode]["answer_sources"]}
              for mode in MODES}
     popular = popularity_metrics(data.split.train, data.n_items, requests)
     routed, both = modes["routed"], modes["vlm+tools"]

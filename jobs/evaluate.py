@@ -229,7 +229,10 @@ class EvaluateRecipe:
                 "not_yet": {k: v for k, v in NOT_YET.items() if not (explanation and k.startswith("Explanation"))
                             and not (time_shift and k.startswith("Time shift"))
                             and not (multi_domain and k.startswith("Multi-domain"))},
-                "vlm_failures": outcomes.vlm_failures}
+                "vlm_failures": outcomes.vlm_failures,
+                "answer_sources": {"VLM-only": outcomes.answers["vlm"].sources(),
+                                   "VLM+tools always": outcomes.answers["vlm+tools"].sources(),
+                                   "ReasonRec (routed)": routed.sources()}}
 
     def _ablations(self, main) -> list[dict]:
         """Each ablation VLM on the same rows (VLM-only and VLM+tools always), beside the main model's."""

@@ -45,6 +45,7 @@ from reasonrec.recommend.system import System, resolve
 from reasonrec.recommend.completeness import (IncompleteNight, NightOnDisk, RequestedUsers, read_requested,
                                               verify_staging)
 from reasonrec.recommend.histories import ensure_histories
+from reasonrec.router.answer import answer_sources
 from reasonrec.router.policy import ROUTES
 from reasonrec.scoring import ScoreConfig
 
@@ -154,6 +155,8 @@ def summarise(cfg: ScoreConfig, parts: list[dict], system: System, seconds: floa
         "requested_users": requested.n, "duplicate_users": requested.duplicates,
         "users": users, "rows": rows, "quarantined": on_disk.quarantined, "short_lists": on_disk.short_lists,
         "vlm_failures": int((sources == "tool_fallback").sum()),
+        # per route, the share answered by a parsed VLM output ("vlm") or by a fallback (router/answer.py)
+        "answer_sources": answer_sources(routes, sources),
         "route_shares": {r: round(float((routes == r).mean()), 4) if users else 0.0 for r in ROUTES},
         "latency_ms_per_user": per_route, "parts": on_disk.files,
         "scoring_seconds": round(seconds, 3), "users_per_second": round(users / seconds, 2) if seconds else None,

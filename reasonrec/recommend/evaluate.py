@@ -21,7 +21,7 @@ def evaluate_requests(bundle: Bundle, requests: Requests, mode: Mode = "routed",
     got = collect(bundle, requests, batch_size, modes=(mode,), warm_up=False).answers[ANSWER_OF_MODE[mode]]
     return {"mode": mode, "users": len(got.rank), **ranking_metrics(got.rank, ks),
             "route_shares": {r: float((got.route == r).mean()) for r in ROUTES},
-            "seconds_per_user": float(got.latency.mean())}
+            "answer_sources": got.sources(), "seconds_per_user": float(got.latency.mean())}
 
 
 def popularity_metrics(train_interactions, n_items: int, requests: Requests, ks: tuple[int, ...] = (5, 10)) -> dict:

@@ -20,6 +20,7 @@ from reasonrec.metrics.ranking import rank_of_target
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.requests import Requests
 from reasonrec.recommend.stages import Mode, answer, score_tools
+from reasonrec.router.answer import answer_sources
 from reasonrec.router.config import ToolSelection
 from reasonrec.router.policy import ROUTES, Thresholds, decide
 
@@ -34,11 +35,17 @@ class Outcome:
     rank: np.ndarray      # int64 [n]
     top1: np.ndarray      # int64 [n]
     latency: np.ndarray   # float [n]
-    route: np.ndarray | None = None   # str [n]: the route each row took (None where not recorded)
+    route: np.ndarray | None = None    # str [n]: the route each row took (None where not recorded)
+    source: np.ndarray | None = None   # str [n]: whose output answered (router.answer.answer_sources)
 
     def take(self, rows: np.ndarray) -> "Outcome":
         return Outcome(self.rank[rows], self.top1[rows], self.latency[rows],
-                       None if self.route is None else self.route[rows])
+                       None if self.route is None else self.route[rows],
+                       None if self.source is None else self.source[rows])
+
+    def sources(self) -> dict[str, dict[str, float]]:
+        """Per route taken, the share of rows answered by each source (a parsed VLM output or a fallback)."""
+        return answer_sources(self.route, self.source)
 
 
 @dataclass
@@ -75,11 +82,13 @@ class PartOutcomes:
         route = decide(self.eh, self.tool_confidence, self.vlm_confidence, self.parse_ok, thresholds).route
         rank, top1, latency = (np.empty(len(self), dtype=np.int64), np.empty(len(self), dtype=np.int64),
                                np.empty(len(self)))
+        source = np.empty(len(self), dtype="<U16")
         for r in ROUTES:
             on = route == r
             got = self.answers[r]
             rank[on], top1[on], latency[on] = got.rank[on], got.top1[on], got.latency[on]
-        return Outcome(rank, top1, latency), route
+            source[on] = got.source[on] if got.source is not None else ""
+        return Outcome(rank, top1, latency, np.asarray(route).astype(str), source), route
 
 
 def target_columns(candidates: np.ndarray, targets: np.ndarray, user_idx: np.ndarray | None = None) -> np.ndarray:
@@ -94,14 +103,15 @@ def target_columns(candidates: np.ndarray, targets: np.ndarray, user_idx: np.nda
     return present.argmax(axis=1)
 
 
-def outcome_of(scores: np.ndarray, requests: Requests, latency: np.ndarray, route: np.ndarray | None = None
-               ) -> Outcome:
+def outcome_of(scores: np.ndarray, requests: Requests, latency: np.ndarray, route: np.ndarray | None = None,
+               source: np.ndarray | None = None) -> Outcome:
     """Rank of each row's target (pessimistic ties: a -inf column never beats a finite target) and its top-1
     item (ties to the lower column)."""
     rank = rank_of_target(scores, target_columns(requests.candidates, requests.targets, requests.user_idx))
     top = np.take_along_axis(requests.candidates, np.argmax(scores, axis=1)[:, None], axis=1)[:, 0]
     return Outcome(rank.astype(np.int64), top.astype(np.int64), np.asarray(latency, dtype=np.float64),
-                   None if route is None else np.asarray(route).astype(str))
+                   None if route is None else np.asarray(route).astype(str),
+                   None if source is None else np.asarray(source).astype(str))
 
 
 def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections: Sequence[ToolSelection] = (),
@@ -136,7 +146,7 @@ def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections
             "vlm_confidence": got["vlm"].confidence if "vlm" in got else none,
             "parse_ok": got["vlm"].parse_ok if "vlm" in got else np.zeros(len(req), dtype=bool)}
         for name, ans in got.items():
-            part[name] = outcome_of(ans.scores, req, ans.latency, ans.route)
+            part[name] = outcome_of(ans.scores, req, ans.latency, ans.route, ans.source)
             failures[name] = failures.get(name, 0) + ans.vlm_failures
         parts.append(part)
         if progress is not None:
@@ -160,4 +170,5 @@ def _cat(arrays: list, dtype: type) -> np.ndarray:
 
 def _cat_outcomes(parts: list) -> Outcome:
     return Outcome(_cat([p.rank for p in parts], np.int64), _cat([p.top1 for p in parts], np.int64),
-                   _cat([p.latency for p in parts], np.float64), _cat([p.route for p in parts], str))
+                   _cat([p.latency for p in parts], np.float64), _cat([p.route for p in parts], str),
+                   _cat([p.source for p in parts], str))

@@ -139,6 +139,21 @@ def multi_domain_section(tables: list[dict], by_domain: list[dict], h: dict) -> 
     return out
 
 
+def answer_sources_section(sources: dict | None) -> list[str]:
+    """Whose output the VLM rows' answers are: a parsed VLM output, or a fallback (reports written before this
+    was recorded have no `answer_sources` and render without the section)."""
+    if not sources:
+        return []
+    out = ["", "Answer sources, per route taken: `vlm` = a parsed VLM output (the first pass on the vlm route, the "
+           "refine pass on vlm+tools); `tool_vote` = the refine pass did not parse and the consulted tools' vote "
+           "answered; `vlm_unparsed` = an unparsed VLM output kept; `tool_fallback` = the VLM raised.", ""]
+    rows = [{"answer": name, "route": route, "parsed VLM": shares.get("vlm", 0.0),
+             "other": ", ".join(f"{k} {v:.3f}" for k, v in shares.items() if k != "vlm") or "—"}
+            for name, by_route in sources.items() for route, shares in by_route.items()]
+    return out + table(rows, [("answer", "answer"), ("route", "route"), ("parsed VLM", "parsed VLM output"),
+                              ("other", "fallbacks")])
+
+
 def markdown(report: dict) -> str:
     h = report["header"]
     m = h["machine"]
@@ -158,6 +173,7 @@ def markdown(report: dict) -> str:
     out += table(report["main"], [("model", "model"), ("kind", "kind"), ("HR@5", "HR@5"), ("NDCG@5", "NDCG@5"),
                                   ("HR@10", "HR@10"), ("NDCG@10", "NDCG@10"), ("full_HR@5", "full HR@5"),
                                   ("full_NDCG@5", "full NDCG@5")])
+    out += answer_sources_section(report.get("answer_sources"))
     out += ["", "## Ablations (VLM-only and VLM+tools always, HR@5 / NDCG@5)", ""]
     if report.get("ablations"):
         out += ["Each ablation VLM answers the same users on the same 1+99 lists with the main run's tools, "

@@ -105,7 +105,7 @@ class Answer:
     risk: np.ndarray                  # "low" | "medium" | "high"
     confidence: np.ndarray            # the confidence the route was decided on (tool's on the tool route)
     parse_ok: np.ndarray              # bool: the VLM's first pass parsed (True on the tool route)
-    source: np.ndarray                # "tool" | "vlm" | "tool_vote" | "vlm_unparsed" | "tool_fallback"
+    source: np.ndarray                # "tool" | "vlm" | "tool_vote" | "vlm_unparsed" | "tool_fallback" (answer_sources)
     tools_consulted: list[list[str]]
     rationale: list[str]
     latency: np.ndarray               # seconds per row: its share of each stage it went through
@@ -163,6 +163,19 @@ def answer_rows(router: RouterConfig, requests: Rows, tools: ToolScores, mode: M
     return out
 
 
+def answer_sources(route: np.ndarray, source: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per route taken, the share of its rows answered by each source: on the VLM routes "vlm" is a parsed VLM
+    output (the first pass on vlm, the refine pass on vlm+tools), anything else a fallback ("tool_vote": the
+    consulted tools' vote; "vlm_unparsed": an unparsed VLM output kept; "tool_fallback": the VLM raised)."""
+    route, source = np.asarray(route).astype(str), np.asarray(source).astype(str)
+    shares = {}
+    for r in dict.fromkeys(route.tolist()):
+        on = source[route == r]
+        names, counts = np.unique(on, return_counts=True)
+        shares[r] = {str(n): round(float(c) / len(on), 4) for n, c in zip(names, counts)}
+    return shares
+
+
 def _forced_rationale(mode: Mode, out: Answer, i: int, best_name: str | None) -> str:
     parts = [f"forced route ({mode} mode)"]
     if out.route[i] == "tool":
@@ -197,6 +210,7 @@ def _vlm_rows(cfg: RouterConfig, vlm: VLMPasses, requests: Rows, tools: ToolScor
     decision.vlm_confidence[rows] = conf
     consulted_lists: list[list[str]] = [[] for _ in rows]
     sources = np.full(len(rows), "vlm", dtype="<U16")
+    sources[~high & ~np.asarray(first.parse_ok, dtype=bool)] = "vlm_unparsed"   # a forced vlm row kept unparsed
     high_rows = np.flatnonzero(high)
     pool = vlm.pool   # best tool first, then the consult pool
     if len(high_rows) and pool:

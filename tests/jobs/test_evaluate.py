@@ -91,6 +91,9 @@ def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world,
         if mode == "routed":
             assert main[name]["route_shares"] == pytest.approx(expected["route_shares"])
             assert sum(share > 0 for share in expected["route_shares"].values()) >= 2   # a real mix of routes
+        # Whose output answered, per route: the one pass and the live path agree, and the report says it.
+        assert report["answer_sources"][name] == expected["answer_sources"], mode
+    assert "Answer sources, per route taken" in md and "parsed VLM output" in md
     assert {"bpr_mf", "sasrec", "two_tower", "most_popular", "majority_vote"} <= set(main)
     assert all(r["users"] == 10 for r in main.values())
 

@@ -111,6 +111,12 @@ def check_summary(summary: dict, n_users: int, quarantined: int = 0) -> None:
             assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"], (route, latency)
         else:
             assert latency == {}
+    # Per route taken, whose output answered (a parsed VLM output or a fallback): shares of that route's users.
+    assert {r for r, share in summary["route_shares"].items() if share} == set(summary["answer_sources"])
+    for route, sources in summary["answer_sources"].items():
+        assert sum(sources.values()) == pytest.approx(1.0, abs=1e-3), route
+        assert set(sources) <= ({"tool", "tool_fallback"} if route == "tool" else
+                                {"vlm", "tool_vote", "vlm_unparsed", "tool_fallback"}), route
 
 
 def test_routed_table_then_rerun_with_a_killed_vlm_actor_is_identical(job, world, first_night, tmp_path):

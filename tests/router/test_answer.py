@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from reasonrec.router.answer import ToolScores, answer_rows, ranked
+from reasonrec.router.answer import ToolScores, answer_rows, answer_sources, ranked
 from reasonrec.router.config import RouterConfig
 from reasonrec.vlm.scoring import VLMOutput
 
@@ -32,8 +32,8 @@ class StandInVLM:
 
     pool, tool_names = ["best"], ["best"]
 
-    def __init__(self, fail: bool = False):
-        self.fail, self.passes = fail, 0
+    def __init__(self, fail: bool = False, parsed: bool = True):
+        self.fail, self.parsed, self.passes = fail, parsed, 0
 
     def instructions(self, rows):
         return [f"row {u}" for u in rows.user_idx]
@@ -45,7 +45,7 @@ class StandInVLM:
         n, c = len(instructions), CANDIDATES.shape[1]
         scores = np.tile(np.arange(c, dtype=np.float64), (n, 1))
         return VLMOutput(scores, CANDIDATES[:n], np.full(n, 0.9), np.zeros((n, 5)), np.full(n, 0.5),
-                         np.zeros((n, 2)), np.zeros(n), np.ones(n, dtype=bool), CANDIDATES[:n, -1])
+                         np.zeros((n, 2)), np.zeros(n), np.full(n, self.parsed), CANDIDATES[:n, -1])
 
     def score_tools(self, rows, names):
         raise AssertionError("no row here is high risk: the pool is never scored")
@@ -88,3 +88,14 @@ def test_a_failing_vlm_leaves_its_rows_to_the_best_tool():
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode must be one of"):
         answer_rows(ROUTER, rows([0.5] * 4), TOOL, "sometimes", StandInVLM())
+
+
+def test_sources_say_whether_a_parsed_vlm_output_answered():
+    routed = answer_rows(ROUTER, rows([0.1, 0.2, 0.6, 0.7]), TOOL, "routed", StandInVLM())
+    assert answer_sources(routed.route, routed.source) == {"tool": {"tool": 1.0}, "vlm": {"vlm": 1.0}}
+    # Forced onto the VLM alone, an unparsed first pass is kept, and its source says so (not "vlm").
+    forced = answer_rows(ROUTER, rows([0.6] * 4), TOOL, "vlm", StandInVLM(parsed=False))
+    assert forced.source.tolist() == ["vlm_unparsed"] * 4 and not forced.parse_ok.any()
+    assert answer_sources(forced.route, forced.source) == {"vlm": {"vlm_unparsed": 1.0}}
+    mixed = answer_sources(np.array(["vlm+tools"] * 4), np.array(["vlm", "tool_vote", "vlm", "vlm"]))
+    assert mixed == {"vlm+tools": {"tool_vote": 0.25, "vlm": 0.75}}
