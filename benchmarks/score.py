@@ -50,6 +50,7 @@ from reasonrec.recommend.requests import gather  # noqa: E402
 from reasonrec.recommend.stages import answer, ranked, retrieve_candidates, score_tools  # noqa: E402
 from reasonrec.recommend.system import System, resolve  # noqa: E402
 from reasonrec.recommend.table import table_rows  # noqa: E402
+from reasonrec.report.ranking import stack_row  # noqa: E402
 from reasonrec.router.policy import ROUTES  # noqa: E402
 from reasonrec.tools.data import ToolData  # noqa: E402
 
@@ -57,6 +58,7 @@ MODES = ("tools", "vlm", "vlm+tools", "routed")
 GOAL_SPEEDUP, GOAL_HR5_SHARE = 2.0, 0.97
 QUICK = {"users": 12, "batch_size": 6, "repeats": 2, "pipeline_users": 24, "pipeline_batch_size": 8}
 WARMUP_ROWS = 4
+STACK_VALID_USERS = 2000   # seeded validation users the learned tool stack is fit on (as jobs/evaluate.py's default)
 
 
 # ------------------------------------------------------------------------------------------- A: modes
@@ -91,12 +93,18 @@ def compare_modes(bundle: Bundle, data: ToolData, users: int, seed: int, batch_s
                     "answer_sources": metrics[mode]["answer_sources"]}
              for mode in MODES}
     popular = popularity_metrics(data.split.train, data.n_items, requests)
+    # The control a VLM must beat: the consulted tools' scores combined by weights fit on validation lists.
+    stack = (stack_row(dict(bundle.tools), data, requests, part_requests(data, "valid", STACK_VALID_USERS, seed))
+             if len(bundle.tools) >= 2 else None)
     routed, both = modes["routed"], modes["vlm+tools"]
     speedup = routed["users_per_second"] / both["users_per_second"]
     hr5_share = routed["HR@5"] / both["HR@5"] if both["HR@5"] else None  # undefined when vlm+tools hits nothing
     return {"users": len(requests), "batch_size": batch_size, "repeats": repeats,
             "load_average_1min_at_start": load, "metrics_same_every_round": same, "modes": modes,
             "most_popular": {k: round(popular[k], 4) for k in ("HR@5", "NDCG@5")},
+            "learned_stack": None if stack is None else {
+                "members": stack["members"], "weights": stack["weights"],
+                "fit_on_valid_users": stack["fit_on_valid_users"], **{k: round(stack[k], 4) for k in ("HR@5", "NDCG@5")}},
             "ratios": {"routed_vs_vlm_tools_users_per_second": round(speedup, 3),
                        "routed_vs_vlm_tools_users_per_cpu_second": round(
                            routed["users_per_cpu_second"] / both["users_per_cpu_second"], 3),

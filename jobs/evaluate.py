@@ -97,6 +97,9 @@ class EvaluateRecipe:
         self.bundle = Bundle(self.system)
         self.data = ToolData.load(cfg.recommend.dataset, cfg.split, cfg.negatives, cfg.ctr_split, cfg.ctr_ratio)
         self.requests = part_requests(self.data, "test", cfg.users, cfg.seed)
+        # The learned tool stack's weights come from validation lists only (never the test part).
+        self.valid_requests = part_requests(self.data, "valid", cfg.quick_users if cfg.quick else cfg.stack_users,
+                                            cfg.seed)
         self.tools = load_tools(self.bundle.tools_dir, cfg.tools, self._tmp.name)
         self.ablations = {a.name: self._ablation_bundle(a.name, a.vlm_dir) for a in cfg.ablations}
         self.time_shift = [self._time_shift_setup(entry) for entry in cfg.time_shift]
@@ -194,7 +197,7 @@ class EvaluateRecipe:
 
         cfg = self.cfg
         t = time.perf_counter()
-        baselines = baseline_rows(self.tools, self.data, self.requests, cfg.full_ranking)
+        baselines = baseline_rows(self.tools, self.data, self.requests, cfg.full_ranking, self.valid_requests)
         self._stage("tools and baselines", t)
         t = time.perf_counter()
         outcomes = collect(self.bundle, self.requests, cfg.batch_size, cfg.tool_selection,

@@ -54,6 +54,12 @@ def test_quick_run_reports_every_mode_and_pipeline(tmp_path):
         assert min(mode["seconds"]) == pytest.approx(12 / mode["users_per_second"], abs=1e-3)  # best round
         assert 0.0 <= mode["HR@5"] <= mode["HR@10"] <= 1.0
         assert sum(mode["route_shares"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert set(mode["answer_sources"]) == {r for r, share in mode["route_shares"].items() if share}
+    # The control row on the same test users: the consulted tools stacked with weights fit on validation lists.
+    stack = ev["learned_stack"]
+    assert stack["members"] == ["sasrec", "bpr_mf"] and set(stack["weights"]) == set(stack["members"])
+    assert stack["fit_on_valid_users"] == min(2000, len(world.data.valid_candidates))
+    assert 0.0 <= stack["NDCG@5"] <= stack["HR@5"] <= 1.0
     ratios = ev["ratios"]
     speedup = modes["routed"]["users_per_second"] / modes["vlm+tools"]["users_per_second"]
     assert ratios["routed_vs_vlm_tools_users_per_second"] == pytest.approx(speedup, abs=1e-3)

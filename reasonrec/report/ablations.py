@@ -82,6 +82,11 @@ def a6_rows(main_rows: list[dict], outcomes: PartOutcomes, routed_row: dict) -> 
              "HR@5": vote["HR@5"] if vote else None, "NDCG@5": vote["NDCG@5"] if vote else None,
              "what": ("majority vote of the ranking tools " + ", ".join(vote["members"]) if vote
                       else "fewer than two ranking tools: no ensemble")}]
+    stack = by_model.get("learned_stack")
+    if stack is not None:   # reports made before the stack was computed have no such row
+        rows.append({"answer": "tool ensemble only (learned stack)", "users": stack["users"], **_two(stack),
+                     "what": f"logistic-regression weights fit on {stack['fit_on_valid_users']} validation lists: "
+                             + ", ".join(f"{n} {w:+.3f}" for n, w in stack["weights"].items())})
     for route, answer, what in (("vlm+tools", "VLM without planning (tools always)",
                                  "the VLM consults tools on every user, whatever its risk"),
                                 ("vlm", "VLM-only", "the VLM alone, never consulting or delegating")):

@@ -89,6 +89,9 @@ class EvaluateConfig(StrictModel):
         "Evaluate a seeded random subset of this many test users (every table, every row); null = all."))
     quick: bool = Field(False, description="CI mode: evaluate quick_users users (overrides max_users).")
     quick_users: int = Field(40, ge=1, description="Users evaluated in quick mode.")
+    stack_users: int | None = Field(2000, ge=1, description=(
+        "Seeded validation users whose fixed lists the learned tool stack is fit on (never a test list); null = "
+        "every validation user; quick mode: quick_users."))
     seed: int = Field(0, ge=0, description="Seeds the user subset (and is stated in the report).")
     tools: list[str] | None = Field(None, description=(
         "Tool folders of tools_dir in the tables; null = every trained tool there (ranking tools in the main "

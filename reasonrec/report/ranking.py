@@ -18,7 +18,7 @@ from reasonrec.recommend.evaluate import target_columns
 from reasonrec.recommend.requests import Requests
 from reasonrec.tools.base import Tool, load_tool
 from reasonrec.tools.data import ToolData
-from reasonrec.tools.ensemble import MajorityVote
+from reasonrec.tools.ensemble import LearnedStack, MajorityVote
 from reasonrec.vlm.tool_labels import RANKING_TASKS
 
 KS = (5, 10)
@@ -93,9 +93,11 @@ def sampled_popular_ranks(pop: MostPopular, requests: Requests) -> np.ndarray:
     return rank_of_target(pop.score(requests.user_idx, requests.candidates), cols)
 
 
-def baseline_rows(tools: ToolSet, data: ToolData, requests: Requests, full: bool) -> list[dict]:
-    """Rows for each ranking tool, most-popular and the majority vote of the ranking tools (if >= 2);
-    full-ranking columns for the tools and most-popular when `full`."""
+def baseline_rows(tools: ToolSet, data: ToolData, requests: Requests, full: bool,
+                  valid: Requests | None = None) -> list[dict]:
+    """Rows for each ranking tool, most-popular, the majority vote of the ranking tools (if >= 2) and, given
+    validation lists `valid`, the learned stack of the same tools fit on them; full-ranking columns for the
+    tools and most-popular when `full`."""
     users = np.unique(requests.user_idx)
     rows = []
     ranking = tools.names(RANKING_TASKS)
@@ -120,5 +122,21 @@ def baseline_rows(tools: ToolSet, data: ToolData, requests: Requests, full: bool
         cols = target_columns(requests.candidates, requests.targets, requests.user_idx)
         rows.append({"model": "majority_vote", "kind": "ensemble", "task": "ensemble", "users": len(requests),
                      "members": ranking, **metrics(rank_of_target(scores, cols))})
+        if valid is not None and len(valid):
+            rows.append(stack_row({n: tools.tools[n] for n in ranking}, data, requests, valid))
     return rows
+
+
+def stack_row(tools: dict[str, Tool], data: ToolData, requests: Requests, valid: Requests) -> dict:
+    """The learned stack of `tools` (by name): weights fit on the validation lists (history = train, as the
+    tools were validated), then the test lists scored (history = train + valid)."""
+    names, members = list(tools), list(tools.values())
+    stack = LearnedStack(members, names).fit(
+        [data.queries(valid.user_idx, "train", t.cfg.max_len) for t in members], valid.candidates, valid.targets)
+    scores = stack.score([data.queries(requests.user_idx, "train+valid", t.cfg.max_len) for t in members],
+                         requests.candidates)
+    cols = target_columns(requests.candidates, requests.targets, requests.user_idx)
+    return {"model": "learned_stack", "kind": "ensemble", "task": "ensemble", "users": len(requests),
+            "members": names, "weights": stack.weights_by_tool(), "fit_on_valid_users": len(valid),
+            **metrics(rank_of_target(scores, cols))}
 

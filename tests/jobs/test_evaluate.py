@@ -94,7 +94,11 @@ def test_report_files_and_numbers_agree_with_the_recommendation_path(job, world,
         # Whose output answered, per route: the one pass and the live path agree, and the report says it.
         assert report["answer_sources"][name] == expected["answer_sources"], mode
     assert "Answer sources, per route taken" in md and "parsed VLM output" in md
-    assert {"bpr_mf", "sasrec", "two_tower", "most_popular", "majority_vote"} <= set(main)
+    assert {"bpr_mf", "sasrec", "two_tower", "most_popular", "majority_vote", "learned_stack"} <= set(main)
+    stack = main["learned_stack"]   # fit on validation lists only: as many as there are, up to stack_users
+    assert stack["members"] == main["majority_vote"]["members"] and set(stack["weights"]) == set(stack["members"])
+    assert stack["fit_on_valid_users"] == min(2000, len(world.data.valid_candidates))
+    assert any(r["answer"] == "tool ensemble only (learned stack)" for r in report["a6"])
     assert all(r["users"] == 10 for r in main.values())
 
     a9 = {r["answer"]: r for r in report["a9"]}
