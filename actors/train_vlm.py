@@ -37,9 +37,10 @@ def trains_on_gpu(cfg: TrainVLMConfig) -> bool:
 
 
 def fit(cfg: TrainVLMConfig, plan: TrainPlan, sequence: list[str], base: str, n_items: int,
-        tool_names: list[str], on_gpu: bool):
+        tool_names: list[str], on_gpu: bool, validation: str | None = None):
     """A TorchTrainer of cfg.num_workers DeepSpeed ranks, each reading its own curriculum shard of `sequence`
-    in order; checkpoints under <out>/checkpoints (a rerun resumes there). Returns Ray Train's Result."""
+    in order; checkpoints under <out>/checkpoints (a rerun resumes there). `validation`: the validation
+    instructions' Parquet, scored every cfg.validation.every steps. Returns Ray Train's Result."""
     from ray.data import DataContext, ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -54,7 +55,7 @@ def fit(cfg: TrainVLMConfig, plan: TrainPlan, sequence: list[str], base: str, n_
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump_json(), "plan": plan.model_dump_json(), "base": base,
                            "n_items": n_items, "tool_names": tool_names, "on_gpu": on_gpu,
-                           "hold": os.environ.get(HOLD_ENV)},
+                           "validation": validation, "hold": os.environ.get(HOLD_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=on_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if on_gpu else "gloo"),
@@ -80,6 +81,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from reasonrec.vlm.images import ItemImages
     from reasonrec.vlm.loss import supervised_loss
     from reasonrec.vlm.records import from_row
+    from reasonrec.vlm.scoring import item_token_ids
+    from reasonrec.vlm.validation import ValidationTrack
 
     worker_started = time.perf_counter()
     cfg = TrainVLMConfig.model_validate_json(config["cfg"])
@@ -104,6 +107,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     images = ItemImages(Dataset.load(cfg.dataset), cfg.model.image_size)
     pieces, stats = Pieces(processor), EncodeStats()
+    item_ids = item_token_ids(processor.tokenizer)
+    history_labels = cfg.history_loss_weight > 0
+    validator = Validator(cfg, config.get("validation"), engine, processor, images, config["tool_names"], device)
+    track = ValidationTrack.from_dict(state.get("validation"), cfg.validation.metric)
     for _ in range(resumed_from * cfg.grad_accum):  # rows consumed before the checkpoint: read, never encoded
         next(batches)
 
@@ -123,9 +130,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for row in rows:
                 row.pop("example")
             batch = encode_for_training([from_row(row) for row in rows], processor, images, cfg.model.max_length,
-                                        stats, pieces)
+                                        stats, pieces, history_labels=history_labels)
             batch = {k: v.to(device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
-            loss = supervised_loss(engine, batch)  # logits only where labels are (same loss, far cheaper)
+            # Logits only where labels are (same loss, far cheaper), plus the history's next-item loss.
+            loss = supervised_loss(engine, batch, item_ids, cfg.history_loss_weight)
             engine.backward(loss)
             engine.step()
             local["loss"] += loss.item()
@@ -145,6 +153,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 print(f"[train] step {done}/{plan.total_steps} loss {loss_sum / micro:.4f} lr {lr:.2e}", flush=True)
         state["step"] = done
+        stop = False
+        if validator.due(done, plan.total_steps):
+            values = validator.run()
+            if track.add(done, values) and cfg.validation.keep_best and rank == 0:
+                validator.save_best(done)
+            state["validation"] = track.as_dict()
+            stop = track.patience_spent(cfg.validation.patience)
+            if rank == 0:
+                print(f"[valid] step {done}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items() if k != "n")
+                      + f" (n {values['n']}; best {track.metric} {track.best_value:.4f} at step {track.best_step})"
+                      + (" - patience spent, stopping" if stop else ""), flush=True)
+            checkpoint_due = checkpoint_due or stop
         if checkpoint_due:
             now = time.perf_counter()
             seconds = now - started
@@ -156,88 +176,49 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                        "segment_samples_per_second": round((done - resumed_from) * plan.global_batch / seconds, 2),
                        "steady_samples_per_second": round(steady_steps * plan.global_batch / steady_seconds, 2)
                        if steady_steps else None,
-                       "peak_rss_mb_per_worker": round(peak_rss, 1), "encode": stats.as_dict()}
+                       "peak_rss_mb_per_worker": round(peak_rss, 1), "encode": stats.as_dict(),
+                       "validation": state.get("validation"), "stopped_early": stop}
             save_checkpoint(engine, state, metrics, done)
             hold_if_asked(config.get("hold"), done, rank)
+        if stop:
+            break
 
 
-def restore(engine) -> dict[str, Any]:
-    """The run's progress: from Ray's latest checkpoint (weights, optimizer, LR schedule restored into the
-    engine) when there is one, else a fresh start."""
-    import ray.train
+class Validator:
+    """VLM-only passes on the validation lists inside the training loop: each rank scores its share of the
+    users with its own full copy of the weights (ZeRO <= 2), the sums are all-reduced; rank 0 keeps the best
+    step's weights under <out>/best (reasonrec.vlm.validation says why)."""
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return {"step": 0, "samples": 0, "position_sum": 0.0, "history": []}
-    with checkpoint.as_directory() as folder:
-        _, client_state = engine.load_checkpoint(folder)
-    return client_state["state"]
+    def __init__(self, cfg: TrainVLMConfig, path: str | None, engine, processor, images, tool_names, device):
+        import ray.train
 
+        from reasonrec.vlm.instructions import read_instructions
+        from reasonrec.vlm.scoring import VLMScorer
 
-def background(iterable, depth: int = 4):
-    """Iterate `iterable` in a daemon thread from now on, `depth` items ahead; errors surface in the consumer."""
-    import queue
-    import threading
+        self.cfg, self.engine = cfg, engine
+        self.every = cfg.validation.every if path else None
+        context = ray.train.get_context()
+        rank, world = context.get_world_rank(), context.get_world_size()
+        self.rows = read_instructions(path)[rank::world] if self.every else []
+        self.scorer = VLMScorer(engine.module, processor, images, tool_names, batch_size=cfg.eval.batch_size,
+                                device=device, max_length=cfg.model.max_length)
+        self.device = device
 
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    end = object()
+    def due(self, step: int, total_steps: int) -> bool:
+        return self.every is not None and (step % self.every == 0 or step == total_steps)
 
-    def pump() -> None:
-        try:
-            for item in iterable:
-                items.put(item)
-            items.put(end)
-        except BaseException as err:  # handed to the training loop, which raises it
-            items.put(err)
+    def run(self) -> dict[str, float]:
+        import torch
+        import torch.distributed as dist
 
-    threading.Thread(target=pump, daemon=True, name="ingest").start()
+        from reasonrec.vlm.validation import COUNT_KEYS, means, validation_counts
 
-    def drain():
-        while (item := items.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        counts = validation_counts(self.scorer, self.rows)
+        tensor = torch.tensor([counts[k] for k in COUNT_KEYS], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return means(dict(zip(COUNT_KEYS, tensor.tolist())))
 
-    return drain()
+    def save_best(self, step: int) -> None:
+        from reasonrec.vlm.export import save_best_weights
 
-
-def all_max(value: float, device) -> float:
-    import torch
-    import torch.distributed as dist
-
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor.item())
-
-
-def save_checkpoint(engine, state: dict[str, Any], metrics: dict[str, Any], step: int) -> None:
-    """Every rank writes its part (ZeRO shards) locally; Ray merges the parts into <out>/checkpoints/step_N."""
-    import ray.train
-
-    name = f"step_{step:08d}"
-    with tempfile.TemporaryDirectory() as tmp:
-        engine.save_checkpoint(tmp, tag=name, client_state={"state": state})
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
-
-
-def hold_if_asked(hold: str | None, step: int, rank: int) -> None:
-    """The test-only hook behind REASONREC_TRAIN_HOLD (see HOLD_ENV)."""
-    if not hold or int(hold.split(":", 1)[0]) != step:
-        return
-    import ray.train
-
-    ray.train.get_all_reported_checkpoints()  # returns once the controller has registered the checkpoint
-    folder = Path(hold.split(":", 1)[1])
-    (folder / f"rank{rank}.pid.tmp").write_text(str(os.getpid()))
-    (folder / f"rank{rank}.pid.tmp").rename(folder / f"rank{rank}.pid")
-    time.sleep(600)
-
-
-def storage(uri: str):
-    """(storage_path, storage_filesystem) for RunConfig and Ray Data: s3:// goes through our own s3fs options."""
-    if "://" not in uri:
-        return uri, None
-    import pyarrow.fs
-
-    fs, path = open_fs(uri)
-    return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+        save_best_weights(self.engine.module, self.cfg.out, step)

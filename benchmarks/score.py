@@ -102,6 +102,7 @@ def compare_modes(bundle: Bundle, data: ToolData, users: int, seed: int, batch_s
     return {"users": len(requests), "batch_size": batch_size, "repeats": repeats,
             "load_average_1min_at_start": load, "metrics_same_every_round": same, "modes": modes,
             "most_popular": {k: round(popular[k], 4) for k in ("HR@5", "NDCG@5")},
+            "fusion": None if bundle.router.fusion is None else bundle.router.fusion.model_dump(),
             "learned_stack": None if stack is None else {
                 "members": stack["members"], "weights": stack["weights"],
                 "fit_on_valid_users": stack["fit_on_valid_users"], **{k: round(stack[k], 4) for k in ("HR@5", "NDCG@5")}},

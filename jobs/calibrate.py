@@ -4,7 +4,10 @@
     python jobs/calibrate.py --config configs/ml-latest-small.yaml objective=latency_budget target=0.05
     ray job submit --working-dir . -- python jobs/calibrate.py --config configs/ml-latest-small.yaml
 
-Every validation row (or a seeded subset, max_users) is answered on each route — the best tool alone, the VLM
+First, on the same validation rows: the tool route's tool becomes the ranking tool with the best NDCG@5
+(choose_best_tool), and the VLM+tools fusion weights (the refined VLM ranking and every pool tool's scores,
+reasonrec.router.fusion) are fit by a logistic regression (fit_fusion); both go into policy.json.
+Then every validation row (or a seeded subset, max_users) is answered on each route — the best tool alone, the VLM
 alone, the VLM after consulting tools — by the same stages the nightly job runs, so each row's hit@5 and each
 route's latency are known. A grid search (reasonrec.router.calibrate) then picks the thresholds with the best
 HR@5 under the delegation-share target or the latency budget; they are written to <vlm_dir>/policy.json,
@@ -24,11 +27,12 @@ import time
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
 from reasonrec.recommend.bundle import Bundle
-from reasonrec.recommend.calibration import CalibrateConfig, part_requests
+from reasonrec.recommend.calibration import CalibrateConfig, fusion_examples, part_requests, tool_metrics
 from reasonrec.recommend.outcomes import PartOutcomes, collect
-from reasonrec.recommend.system import System, resolve
+from reasonrec.recommend.system import System, resolve, with_router
 from reasonrec.router.calibrate import calibrate, evaluate
 from reasonrec.router.config import Policy, RouterConfig
+from reasonrec.router.fusion import fit_fusion
 from reasonrec.router.policy import ROUTES
 from reasonrec.tools.data import ToolData
 
@@ -37,6 +41,37 @@ def setup(cfg: CalibrateConfig) -> tuple[System, Bundle, ToolData]:
     system = resolve(cfg.recommend.model_copy(update={"policy": "config"}))  # the router section, not a policy
     data = ToolData.load(system.dataset, cfg.split, cfg.negatives)
     return system, Bundle(system), data
+
+
+def choose(cfg: CalibrateConfig, system: System, bundle: Bundle, requests) -> tuple[System, Bundle, dict]:
+    """The best validation tool as the tool route's tool, then the fusion weights fit with it in the pool; the
+    system and bundle that answer with both, and what was chosen (for the report)."""
+    chosen: dict = {}
+    router = system.router
+    if cfg.choose_best_tool:
+        metrics = tool_metrics(bundle, requests)
+        best = max(metrics, key=lambda name: (metrics[name]["NDCG@5"], metrics[name]["HR@5"]))
+        chosen["tool_metrics"] = metrics
+        chosen["best_tool"] = best
+        print(f"[calibrate] tool route: {best} (validation NDCG@5 {metrics[best]['NDCG@5']:.4f}; configured "
+              f"{router.best_tool.get('sequential')})", flush=True)
+        router = router.model_copy(update={"best_tool": {**router.best_tool, "sequential": best}})
+    if cfg.fit_fusion:
+        system = with_router(system, router.model_copy(update={"fusion": None}))
+        bundle = Bundle(system)
+        examples = fusion_examples(bundle, requests, cfg.batch_size)
+        if examples is None:
+            chosen["fusion_skipped"] = "no VLM+tools row whose refined pass parsed: the refined ranking stands alone"
+            print(f"[calibrate] WARNING: fusion not fit: {chosen['fusion_skipped']}", file=sys.stderr, flush=True)
+        else:
+            fusion = fit_fusion(*examples, cfg.fusion_regularisation)
+            chosen["fusion"] = fusion.model_dump()
+            print(f"[calibrate] fusion weights on {fusion.n_rows} rows: {fusion.moved_by(examples[2])}", flush=True)
+            router = router.model_copy(update={"fusion": fusion})
+    if router != system.router:
+        system = with_router(system, router)
+        bundle = Bundle(system)
+    return system, bundle, chosen
 
 
 def search(cfg: CalibrateConfig, outcomes: PartOutcomes, version: str, router: RouterConfig) -> Policy:
@@ -53,7 +88,7 @@ def search(cfg: CalibrateConfig, outcomes: PartOutcomes, version: str, router: R
 
 
 def build_report(cfg: CalibrateConfig, outcomes: PartOutcomes, policy: Policy, router: RouterConfig,
-                 policy_uri: str, seconds: float) -> dict:
+                 policy_uri: str, seconds: float, chosen: dict) -> dict:
     hr5, latency = outcomes.hr5(), outcomes.mean_latency()
     args = (outcomes.eh, outcomes.tool_confidence, outcomes.vlm_confidence, outcomes.parse_ok, outcomes.hits(),
             latency)
@@ -67,7 +102,7 @@ def build_report(cfg: CalibrateConfig, outcomes: PartOutcomes, policy: Policy, r
         "thresholds": policy.model_dump(include={"tau_low", "tau_high", "tau_tool", "tau_conf", "confidence_source"}),
         "routed": routed, "config_thresholds": before,
         "routed_minus_forced_hr5": {r: routed["hr5"] - hr5[r] for r in ROUTES},
-        "parse_ok_share": float(outcomes.parse_ok.mean()), "seconds": round(seconds, 1),
+        "parse_ok_share": float(outcomes.parse_ok.mean()), "seconds": round(seconds, 1), **chosen,
         "config": cfg.model_dump(mode="json"),
     }
 
@@ -86,6 +121,13 @@ def markdown(report: dict) -> str:
     lines += ["", f"Thresholds: tau_low {t['tau_low']:g}, tau_tool {t['tau_tool']:g}, tau_conf {t['tau_conf']:g}, "
               f"tau_high {t['tau_high']:g} ({t['confidence_source']}). Route shares: "
               + ", ".join(f"{k} {r[f'share_{k}']:.2f}" for k in ROUTES) + f". Policy: {report['policy_uri']}."]
+    if "best_tool" in report:
+        lines += ["", f"Tool route: {report['best_tool']}, the best validation NDCG@5 of "
+                  + ", ".join(f"{n} {m['NDCG@5']:.4f}" for n, m in report["tool_metrics"].items()) + "."]
+    if "fusion" in report:
+        f = report["fusion"]
+        lines += ["", f"VLM+tools fusion weights ({f['n_rows']} rows): vlm {f['vlm']:.3f}, "
+                  + ", ".join(f"{n} {w:.3f}" for n, w in f["tools"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -107,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     version = system.model_version
     requests = part_requests(data, cfg.part, cfg.max_users, cfg.seed)
     print(f"[calibrate] {version}: {len(requests)} {cfg.split}/{cfg.part} rows, tools {list(bundle.tools)}", flush=True)
+    system, bundle, chosen = choose(cfg, system, bundle, requests)
     outcomes = collect(bundle, requests, cfg.batch_size,
                        progress=lambda done, total: print(f"[calibrate] scored {done}/{total} rows", flush=True))
     if any(outcomes.vlm_failures.values()):  # those rows carry the tool's answer on the VLM routes
@@ -114,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     policy = search(cfg, outcomes, version, bundle.router)
     policy_uri = policy.save(cfg.recommend.vlm_dir)
     Policy.load(cfg.recommend.vlm_dir, version)  # what the nightly job will read back
-    report = build_report(cfg, outcomes, policy, bundle.router, policy_uri, time.perf_counter() - started)
+    report = build_report(cfg, outcomes, policy, bundle.router, policy_uri, time.perf_counter() - started, chosen)
     out = save(cfg, report)
     print(markdown(report) + f"Report: {out}/calibration.{{json,md}}")
     return report

@@ -217,11 +217,12 @@ class EvaluateRecipe:
         if self.policy is not None:
             thresholds["routed, router config thresholds"] = cfg.recommend.router
         ablations = self._ablations(outcomes)
+        fusion = self.router.fusion.model_dump() if self.router.fusion is not None else None
         explanation = self._explanation()
         time_shift = self._time_shift(baselines + vlm_rows)
         multi_domain = self._multi_domain()
         by_domain = self._by_domain(outcomes.user_idx, hits)
-        return {"main": baselines + vlm_rows, "ablations": ablations, "a6": a6_rows(baselines, outcomes, vlm_rows[-1]),
+        return {"main": baselines + vlm_rows, "ablations": ablations, "a6": a6_rows(baselines, outcomes, vlm_rows[-1], fusion),
                 "ctr": ctr, "cold_start": cold_start_rows(outcomes.eh, hits, route),
                 "a9": a9_rows(outcomes, thresholds), "a7": a7_rows(outcomes, self.router),
                 "conflict": conflict_row(outcomes.answers["tool"].top1, routed.top1, outcomes.targets),

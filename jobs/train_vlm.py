@@ -41,7 +41,7 @@ from reasonrec.vlm.deepspeed_config import resolve_precision
 from reasonrec.vlm.evaluate import evaluate_run, metrics_markdown
 from reasonrec.vlm.export import save_model
 from reasonrec.vlm.prepare import (check_inputs, prepare_base, prepare_instructions, prepare_sequence,
-                                   training_examples)
+                                   prepare_validation, training_examples)
 from reasonrec.vlm.run_record import earlier_run, record_run
 from reasonrec.vlm.schedule import TrainPlan
 from reasonrec.vlm.train_config import TrainVLMConfig
@@ -80,6 +80,7 @@ class Prepared:
     base: str                    # where workers load the starting weights from
     sequence: list[str]          # one ordered curriculum shard per rank
     n_items: int
+    validation: str | None       # VLM-only first-pass instructions of validation users (None: no validation)
 
 
 def setup(cfg: TrainVLMConfig, earlier: dict[str, Any] | None) -> Prepared:
@@ -93,15 +94,17 @@ def setup(cfg: TrainVLMConfig, earlier: dict[str, Any] | None) -> Prepared:
     record_run(cfg, plan, earlier)
     base = prepare_base(cfg, train_table, n_items, tool_names)
     sequence = prepare_sequence(cfg, plan, train_table, eh)
+    validation = prepare_validation(cfg)
     print(f"[setup] {'resuming' if earlier else 'new run'}: {train_table.num_rows} train instructions, "
           f"{plan.total_steps} steps x {plan.global_batch} = {plan.total_samples} samples", flush=True)
-    return Prepared(paths, tool_names, plan, base, sequence, n_items)
+    return Prepared(paths, tool_names, plan, base, sequence, n_items, validation)
 
 
 # ------------------------------------------------------------------------------------------------------- run
 
 def train(cfg: TrainVLMConfig, prepared: Prepared):
-    """Ray Train on the prepared shards; the last checkpoint, which must be at the plan's last step."""
+    """Ray Train on the prepared shards; the last checkpoint, which must be at the plan's last step (or where
+    validation's patience stopped the run)."""
     init_ray(cfg.ray_address)
     on_gpu = trains_on_gpu(cfg)
     try:
@@ -110,12 +113,12 @@ def train(cfg: TrainVLMConfig, prepared: Prepared):
         raise SystemExit(f"config error: {err}") from None
     started = time.perf_counter()
     result = fit(cfg, prepared.plan, prepared.sequence, prepared.base, prepared.n_items, prepared.tool_names,
-                 on_gpu)
+                 on_gpu, prepared.validation)
     seconds = time.perf_counter() - started
     if result.checkpoint is None or not result.metrics:
         raise SystemExit(f"training finished without a checkpoint in {cfg.out}/checkpoints")
     metrics = dict(result.metrics)
-    if metrics["step"] != prepared.plan.total_steps:
+    if metrics["step"] != prepared.plan.total_steps and not metrics.get("stopped_early"):
         raise SystemExit(f"last checkpoint is at step {metrics['step']}, the plan has {prepared.plan.total_steps}")
     return result.checkpoint, metrics, seconds
 

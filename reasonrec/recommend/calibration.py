@@ -45,6 +45,13 @@ class CalibrateConfig(StrictModel):
     tau_conf: list[float] = Field(default_factory=lambda: list(DEFAULT_GRID), description="Grid searched for tau_conf.")
     tau_high: list[float] | None = Field(None, description="Grid searched for tau_high; null = keep recommend.router.tau_high.")
     batch_size: int = Field(64, ge=1, description="Rows per scoring batch (each runs the tools once, the VLM three times).")
+    choose_best_tool: bool = Field(True, description=(
+        "Make the tool route's tool the ranking tool with the best NDCG@5 on these validation rows (recorded in "
+        "policy.json); false = recommend.router.best_tool as configured."))
+    fit_fusion: bool = Field(True, description=(
+        "Fit the VLM+tools fusion weights (refined VLM ranking + every pool tool) on these validation rows before "
+        "the threshold search, and store them in policy.json; false = the refined VLM ranking alone."))
+    fusion_regularisation: float = Field(1.0, gt=0, description="Inverse L2 strength C of the fusion's logistic regression.")
     out: str | None = Field(None, description="Where calibration.{json,md} go; null = <vlm_dir>/calibration.")
 
     @field_validator("tau_low", "tau_tool", "tau_conf", "tau_high")
@@ -63,6 +70,45 @@ class CalibrateConfig(StrictModel):
         if self.objective == "latency_budget" and self.target <= 0:
             raise ValueError("target is a latency budget in seconds per row: it must be > 0")
         return self
+
+
+def tool_metrics(bundle, requests: Requests, batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """HR@5 / NDCG@5 of each ranking tool of the bundle (best tool and consult pool) on `requests`."""
+    from reasonrec.metrics.ranking import rank_of_target, ranking_metrics
+    from reasonrec.recommend.outcomes import target_columns
+    from reasonrec.recommend.stages import score_tools
+
+    names = list(bundle.tools)
+    ranks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, len(requests), batch_size):
+        req = requests.take(np.arange(start, min(start + batch_size, len(requests))))
+        scores = score_tools(bundle, req, names).scores
+        columns = target_columns(req.candidates, req.targets, req.user_idx)
+        for t, name in enumerate(names):
+            ranks[name].append(rank_of_target(scores[:, t], columns))
+    return {name: {k: v for k, v in ranking_metrics(np.concatenate(r), (5,)).items() if k != "MRR@5"}
+            for name, r in ranks.items()}
+
+
+def fusion_examples(bundle, requests: Requests, batch_size: int = 64):
+    """(refined VLM scores [n, C], pool tool scores [n, T, C], pool names, candidates, targets) of every row on
+    the VLM+tools route whose refined pass parsed: what the fusion weights are fit on; None when there is none."""
+    from reasonrec.recommend.stages import answer, score_tools
+
+    vlm, tools, candidates, targets, names = [], [], [], [], None
+    for start in range(0, len(requests), batch_size):
+        req = requests.take(np.arange(start, min(start + batch_size, len(requests))))
+        got = answer(bundle, req, score_tools(bundle, req), "vlm+tools", keep_refine_inputs=True)
+        for part in got.refine_inputs or []:
+            keep = np.asarray(part.parse_ok, dtype=bool)
+            names = part.names
+            vlm.append(part.vlm_scores[keep])
+            tools.append(part.tool_scores[keep])
+            candidates.append(req.candidates[part.rows[keep]])
+            targets.append(req.targets[part.rows[keep]])
+    if names is None or not sum(len(v) for v in vlm):
+        return None   # no consult pool, or no refined pass parsed: nothing to fit on
+    return (np.concatenate(vlm), np.concatenate(tools), names, np.concatenate(candidates), np.concatenate(targets))
 
 
 def split_eh(data: ToolData) -> np.ndarray:

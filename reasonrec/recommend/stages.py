@@ -108,8 +108,8 @@ class BundlePasses:
 
 
 def answer(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode = "routed",
-           router: RouterConfig | None = None) -> Answer:
+           router: RouterConfig | None = None, keep_refine_inputs: bool = False) -> Answer:
     """The router's answer on `requests` with this Bundle's models; `router` replaces the Bundle's for this call
     only (a report comparing consult modes). tools must come from score_tools on the same requests."""
     vlm = None if mode == "tools" or bundle.cfg.vlm_dir is None else BundlePasses(bundle)
-    return answer_rows(router or bundle.router, requests, tools, mode, vlm)
+    return answer_rows(router or bundle.router, requests, tools, mode, vlm, keep_refine_inputs)

@@ -72,10 +72,12 @@ def ablation_rows(main_name: str, main_settings: Mapping, main: PartOutcomes,
     return rows
 
 
-def a6_rows(main_rows: list[dict], outcomes: PartOutcomes, routed_row: dict) -> list[dict]:
+def a6_rows(main_rows: list[dict], outcomes: PartOutcomes, routed_row: dict,
+            fusion: Mapping | None = None) -> list[dict]:
     """Table A6 from rows the main table already holds: the tool ensemble (majority vote of the ranking
     tools; absent with fewer than two), the VLM without planning (consults on every row; and never), and
-    ReasonRec (routed, with its route shares)."""
+    ReasonRec (routed, with its route shares). `fusion`: the policy's VLM+tools fusion weights, shown beside
+    the learned stack's so the two can be read side by side."""
     by_model = {r["model"]: r for r in main_rows}
     vote = by_model.get("majority_vote")
     rows = [{"answer": "tool ensemble only (majority vote)", "users": vote["users"] if vote else None,
@@ -87,8 +89,11 @@ def a6_rows(main_rows: list[dict], outcomes: PartOutcomes, routed_row: dict) -> 
         rows.append({"answer": "tool ensemble only (learned stack)", "users": stack["users"], **_two(stack),
                      "what": f"logistic-regression weights fit on {stack['fit_on_valid_users']} validation lists: "
                              + ", ".join(f"{n} {w:+.3f}" for n, w in stack["weights"].items())})
-    for route, answer, what in (("vlm+tools", "VLM without planning (tools always)",
-                                 "the VLM consults tools on every user, whatever its risk"),
+    consult = "the VLM consults tools on every user, whatever its risk"
+    if fusion:
+        consult += (f"; its refined ranking fused with the tools by weights fit on {fusion['n_rows']} validation "
+                    f"lists: vlm {fusion['vlm']:+.3f}, " + ", ".join(f"{n} {w:+.3f}" for n, w in fusion["tools"].items()))
+    for route, answer, what in (("vlm+tools", "VLM without planning (tools always)", consult),
                                 ("vlm", "VLM-only", "the VLM alone, never consulting or delegating")):
         rows.append({"answer": answer, "users": len(outcomes), **_two(metrics(outcomes.answers[route].rank)),
                      "what": what})

@@ -111,12 +111,25 @@ class Answer:
     latency: np.ndarray               # seconds per row: its share of each stage it went through
     seconds: dict[str, float] = field(default_factory=dict)   # batch wall time per stage
     vlm_failures: int = 0             # rows whose VLM pass raised (answered by the best tool instead)
+    refine_inputs: list["RefineInputs"] | None = None   # kept when asked (keep_refine_inputs): fusion's fit
+
+
+@dataclass
+class RefineInputs:
+    """What the high-risk rows' answer was merged from (calibration fits the fusion weights on these)."""
+
+    rows: np.ndarray          # int [h]: rows of the batch
+    vlm_scores: np.ndarray    # [h, C] the refined pass's log-probabilities (-inf padding)
+    tool_scores: np.ndarray   # [h, T, C] every pool tool's scores
+    names: list[str]          # the T pool tools
+    parse_ok: np.ndarray      # [h] bool: the refined pass parsed
 
 
 def answer_rows(router: RouterConfig, requests: Rows, tools: ToolScores, mode: Mode = "routed",
-                vlm: VLMPasses | None = None) -> Answer:
+                vlm: VLMPasses | None = None, keep_refine_inputs: bool = False) -> Answer:
     """Route, run the VLM where needed, merge. `tools` holds the best tool's scores of the same rows (column 0);
-    vlm=None: no VLM in this system (or none needed: mode "tools"), every row takes the tool route."""
+    vlm=None: no VLM in this system (or none needed: mode "tools"), every row takes the tool route.
+    keep_refine_inputs: also return what the high-risk rows were merged from (Answer.refine_inputs)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     n, cfg = len(requests), router
@@ -130,7 +143,8 @@ def answer_rows(router: RouterConfig, requests: Rows, tools: ToolScores, mode: M
     out = Answer(scores=scores, route=np.full(n, "tool", dtype="<U9"), risk=np.full(n, "low", dtype="<U6"),
                  confidence=tool_conf.copy(), parse_ok=np.ones(n, dtype=bool), source=np.full(n, "tool", dtype="<U16"),
                  tools_consulted=[[] for _ in range(n)], rationale=[""] * n, latency=np.full(n, per_row_tools),
-                 seconds={"tools": tools.seconds, "vlm": 0.0, "refine": 0.0})
+                 seconds={"tools": tools.seconds, "vlm": 0.0, "refine": 0.0},
+                 refine_inputs=[] if keep_refine_inputs else None)
     if mode == "tools" or vlm is None:  # never load the VLM when no row will use it
         low = np.ones(n, dtype=bool)
     elif mode == "routed":
@@ -225,8 +239,12 @@ def _vlm_rows(cfg: RouterConfig, vlm: VLMPasses, requests: Rows, tools: ToolScor
         second = vlm.score(refine([instructions[i] for i in high_rows], outputs, mask))
         out.seconds["refine"] = time.perf_counter() - started
         width = hi.candidates.shape[1]
-        merged = merge(_widen(second.scores, width), hi.candidates, second.parse_ok, hi_tools.scores, mask)
+        merged = merge(_widen(second.scores, width), hi.candidates, second.parse_ok, hi_tools.scores, mask,
+                       cfg.fusion, hi_tools.names)
         out.scores[rows[high_rows]] = merged.scores
+        if out.refine_inputs is not None:
+            out.refine_inputs.append(RefineInputs(rows[high_rows], _widen(second.scores, width), hi_tools.scores,
+                                                  list(hi_tools.names), second.parse_ok))
         out.latency[rows[high_rows]] += out.seconds["refine"] / len(high_rows)
         sources[high_rows] = merged.source
         for j, names in zip(high_rows, consulted_names(mask, pool)):
@@ -236,6 +254,12 @@ def _vlm_rows(cfg: RouterConfig, vlm: VLMPasses, requests: Rows, tools: ToolScor
         out.tools_consulted[i] = consulted_lists[j]
     lines = rationale(_subset(decision, rows), cfg, tools.names[0] if tools.names else None,
                       consulted=consulted_lists, source=sources)
+    if len(high_rows) and pool and cfg.fusion is not None:
+        weights = cfg.fusion.moved_by(hi_tools.names)
+        for j, moved, source in zip(high_rows, merged.moved, merged.source):
+            if source == "vlm":
+                lines[j] += (f"; fused with the tools ({weights}): "
+                             + ("the tools moved the top item" if moved else "the VLM's top item stands"))
     for i, line in zip(rows, lines):
         out.rationale[i] = line
 

@@ -124,7 +124,7 @@ def calibrate(eh: np.ndarray, tool_confidence: np.ndarray, vlm_confidence: np.nd
     return Policy(
         model_version=model_version, tau_low=chosen.tau_low, tau_high=chosen.tau_high, tau_tool=chosen.tau_tool,
         tau_conf=chosen.tau_conf, confidence_source=cfg.confidence_source, best_tool=dict(cfg.best_tool),
-        calibration=Calibration(
+        fusion=cfg.fusion, calibration=Calibration(
             objective=objective, target=target, split=split, n_rows=n, achieved_share=result["share"],
             valid_hr5=result["hr5"], expected_latency=result["latency"],
             route_shares={r: result[f"share_{r}"] for r in ROUTES}, grid_points=int(feasible.size)))

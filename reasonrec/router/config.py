@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from reasonrec.config import StrictModel
 from reasonrec.io import join, open_fs
+from reasonrec.router.fusion import FusionWeights
 
 POLICY_FILE = "policy.json"
 ToolSelection = Literal["learned", "random", "oracle", "fixed"]
@@ -59,6 +60,9 @@ class RouterConfig(_Thresholds):
                                  "ctr": ["dlrm", "dcnv2"]}, description=(
             "Per task, the tools consulted when tool_selection is 'fixed' (the first n_consult that are available)."))
     seed: int = Field(0, ge=0, description="Seeds the 'random' tool selection (per user and task).")
+    fusion: FusionWeights | None = Field(None, description=(
+        "High-risk ranking rows: weights of the refined VLM ranking and each pool tool's scores (fit on "
+        "validation by jobs/calibrate.py, stored in policy.json); null = the refined VLM ranking alone."))
 
 
 class Calibration(StrictModel):
@@ -84,6 +88,8 @@ class Policy(_Thresholds):
     model_version: str = Field(min_length=1, description="The VLM version these thresholds were calibrated for.")
     best_tool: dict[str, str] = Field(default_factory=dict, description=(
         "The tool-route tool per task at calibration time (tau_tool is on that tool's confidence scale)."))
+    fusion: FusionWeights | None = Field(None, description=(
+        "VLM+tools fusion weights fit on the same validation rows (null = the refined VLM ranking alone)."))
     calibration: Calibration | None = Field(None, description="Provenance; None for a hand-set policy.")
 
     def apply(self, cfg: RouterConfig) -> RouterConfig:
@@ -91,6 +97,8 @@ class Policy(_Thresholds):
         update = self.model_dump(include={"tau_low", "tau_high", "tau_tool", "tau_conf", "confidence_source"})
         if self.best_tool:
             update["best_tool"] = dict(self.best_tool)
+        if self.fusion is not None:
+            update["fusion"] = self.fusion.model_dump()
         return RouterConfig.model_validate({**cfg.model_dump(), **update})
 
     def save(self, model_dir: str) -> str:

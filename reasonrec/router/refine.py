@@ -6,8 +6,10 @@ vlm.tool_labels.show_outputs): it copies the record's slots with tool_outputs re
 again (templates.render, the one renderer of every prompt), and its consulted_tools names them, which is what
 the VLM scorer forces into the thought's "Tools:" field.
 
-`merge` decides the answer: the refined VLM ranking is the answer and the tools are advice. Only when the
-refined pass did not parse does it fall back to the consulted tools' majority vote (the mean of each tool's
+`merge` decides the answer: the refined VLM ranking is the answer and the tools are advice; with fusion weights
+(fit on validation, reasonrec.router.fusion) the answer is the weighted sum of the refined VLM ranking and every
+pool tool's scores, so the tools refine it without being authoritative. Only when the refined pass did not parse
+does it fall back to the consulted tools' majority vote (the mean of each tool's
 per-row z-normalised candidate scores, as the paper's majority-vote baseline); with no tool consulted it
 keeps the (unparsed) VLM scores and says so. Ties in a fallback ranking go to the lower candidate column.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from reasonrec.router.fusion import FusionWeights
 from reasonrec.router.policy import RoutingDecision, Thresholds
 from reasonrec.vlm.records import Instruction
 from reasonrec.vlm.thought import format_thought, parse_generation
@@ -64,12 +67,15 @@ class Merged:
     scores: np.ndarray    # [n, C] higher = better over the candidate columns; -inf on padding
     top_item: np.ndarray  # [n] item_idx of the best column (-1 when a row has no candidate)
     source: np.ndarray    # [n] "vlm" | "tool_vote" | "vlm_unparsed"
+    moved: np.ndarray | None = None   # [n] bool: fusion put another item first than the refined VLM pass did
 
 
 def merge(vlm_scores: np.ndarray, candidates: np.ndarray, parse_ok: np.ndarray, tool_scores: np.ndarray,
-          consulted: np.ndarray) -> Merged:
+          consulted: np.ndarray, fusion: FusionWeights | None = None, names: Sequence[str] = ()) -> Merged:
     """Ranking tasks. vlm_scores / candidates: the refined VLMOutput ([n, C], -1 padding); tool_scores
-    [n, T, C]: each tool's score of each candidate column; consulted: bool [n, T]."""
+    [n, T, C]: each tool's score of each candidate column (tools `names`); consulted: bool [n, T].
+    fusion: weights fit on validation (reasonrec.router.fusion); a parsed row's answer is then the fused
+    ranking of the VLM and every tool in tool_scores (source "vlm": the parsed VLM output is in it)."""
     vlm_scores = np.asarray(vlm_scores, dtype=np.float64)
     candidates = np.asarray(candidates, dtype=np.int64)
     parse_ok = np.asarray(parse_ok, dtype=bool)
@@ -79,16 +85,22 @@ def merge(vlm_scores: np.ndarray, candidates: np.ndarray, parse_ok: np.ndarray, 
     if vlm_scores.shape != (n, c) or tool_scores.shape != (n, consulted.shape[1], c) or parse_ok.shape != (n,):
         raise ValueError(f"shapes disagree: vlm_scores {vlm_scores.shape}, candidates {(n, c)}, tool_scores "
                          f"{tool_scores.shape}, consulted {consulted.shape}, parse_ok {parse_ok.shape}")
+    if fusion is not None and len(names) != tool_scores.shape[1]:
+        raise ValueError(f"fusion needs one name per tool column: {len(names)} names, {tool_scores.shape[1]} tools")
     valid = candidates >= 0
     z = _standardise(tool_scores, valid[:, None, :])                       # [n, T, C]
     n_tools = consulted.sum(axis=1)
     vote = (z * consulted[:, :, None]).sum(axis=1) / np.maximum(n_tools, 1)[:, None]
     fallback = ~parse_ok & (n_tools > 0)
-    scores = np.where(valid, np.where(fallback[:, None], vote, vlm_scores), -np.inf)
+    answer = vlm_scores if fusion is None else np.where(
+        parse_ok[:, None], fusion.combine(vlm_scores, tool_scores, names, valid), vlm_scores)
+    scores = np.where(valid, np.where(fallback[:, None], vote, answer), -np.inf)
     best = np.argmax(scores, axis=1) if c else np.zeros(n, dtype=np.int64)
     top = candidates[np.arange(n), best] if c else np.full(n, -1, dtype=np.int64)
+    vlm_top = candidates[np.arange(n), np.argmax(np.where(valid, vlm_scores, -np.inf), axis=1)] if c else top
     source = np.where(parse_ok, "vlm", np.where(n_tools > 0, "tool_vote", "vlm_unparsed"))
-    return Merged(scores, np.where(valid.any(axis=1), top, -1), source)
+    moved = (fusion is not None) & parse_ok & (top != vlm_top)
+    return Merged(scores, np.where(valid.any(axis=1), top, -1), source, moved)
 
 
 def merge_ctr(vlm_ctr_prob: np.ndarray, parse_ok: np.ndarray, tool_click: np.ndarray, consulted: np.ndarray

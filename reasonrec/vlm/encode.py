@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -119,6 +119,8 @@ class EncodedExample:
     image_items: list[int]
     truncated_text: bool = False
     dropped_images: int = 0
+    history_items: list[tuple[int, int]] = field(default_factory=list)  # (position in user_ids, item_idx) of
+                                                                        # each history item token, oldest first
 
 
 def assistant_text(record: Instruction) -> str:
@@ -170,7 +172,31 @@ def encode_example(record: Instruction, pieces: Pieces, max_length: int) -> Enco
         raise EncodeError(f"user {record.user_idx} ({record.task}): {length + 1 + len(assistant)} tokens "
                           f"after truncating history text and dropping all images; max_length is {max_length}")
     user = [tokenizer.bos_token_id] + [t for b in blocks for t in b]
-    return EncodedExample(user, assistant, images, truncated, dropped)
+    return EncodedExample(user, assistant, images, truncated, dropped, _history_positions(record, parts, blocks))
+
+
+def _history_positions(record: Instruction, parts: list[tuple[str, str]], blocks: list[list[int]]
+                       ) -> list[tuple[int, int]]:
+    """(position in the user ids, item_idx) of the history's item tokens: the first run of item parts, separated
+    by text only, that spells the slots' history in order (tool hints and candidate lists are item tokens too,
+    and are never taken for history). [] for a record without slots or whose history is empty."""
+    if record.slots is None:
+        return []
+    history = [m.group(0) for m in SPECIAL_TOKEN_RE.finditer(record.slots.history) if m.group(0).startswith("<item_")]
+    if not history:
+        return []
+    starts, position = [], 1  # 1: after <s>
+    for block in blocks:
+        starts.append(position)
+        position += len(block)
+    items = [i for i, (kind, piece) in enumerate(parts) if kind == "special" and piece.startswith("<item_")]
+    for first in range(len(items) - len(history) + 1):
+        run = items[first:first + len(history)]
+        if [parts[i][1] for i in run] != history:
+            continue
+        if all(parts[j][0] == "text" for a, b in zip(run, run[1:]) for j in range(a + 1, b)):
+            return [(starts[i], int(parts[i][1][6:-1])) for i in run]
+    return []
 
 
 def pixel_values_for(items: Sequence[int], processor, images: Mapping[int, object]) -> torch.Tensor | None:
@@ -182,11 +208,13 @@ def pixel_values_for(items: Sequence[int], processor, images: Mapping[int, objec
 
 def encode_for_training(instructions: Sequence[Instruction], processor, images: Mapping[int, object],
                         max_length: int, stats: EncodeStats | None = None,
-                        pieces: Pieces | None = None) -> dict[str, torch.Tensor]:
+                        pieces: Pieces | None = None, history_labels: bool = False) -> dict[str, torch.Tensor]:
     """A right-padded training batch: input_ids, attention_mask, labels (+ pixel_values when any image).
 
     `images`: item_idx -> PIL image (an ItemImages); pixel_values rows follow the <image> blocks in batch
     order, as LlavaForConditionalGeneration expects. `stats` accumulates truncation counts.
+    history_labels adds `item_labels`: at each history item token after the first, its item_idx (-100
+    elsewhere), so the loss can train next-item prediction at every history position (SASRec's signal density).
     """
     pieces = pieces or Pieces(processor)
     examples = [encode_example(r, pieces, max_length) for r in instructions]
@@ -201,6 +229,12 @@ def encode_for_training(instructions: Sequence[Instruction], processor, images: 
         attention[row, :len(ids)] = 1
         labels[row, len(e.user_ids):len(ids)] = torch.tensor(e.assistant_ids)
     batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    if history_labels:
+        item_labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        for row, e in enumerate(examples):
+            for position, item in e.history_items[1:]:
+                item_labels[row, position] = item
+        batch["item_labels"] = item_labels
     pixel_values = pixel_values_for([i for e in examples for i in e.image_items], processor, images)
     if pixel_values is not None:
         batch["pixel_values"] = pixel_values

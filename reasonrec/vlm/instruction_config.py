@@ -53,6 +53,10 @@ class InstructionConfig(StrictModel):
     review_max_chars: int = Field(160, ge=1, description="Explanation answers (review text) are cut to this length.")
     targets_per_user: int = Field(2, ge=1, description=(
         "Train instances per user and task: targets slide back from the last train item, one item at a time."))
+    cover_history: bool = Field(False, description=(
+        "Also a train target every max_history items further back, so the prompts' histories together cover "
+        "each user's whole train sequence (with history_loss_weight every train item is then a next-item label "
+        "at least once, as in SASRec's training); false = only the targets_per_user most recent targets."))
     min_history: int = Field(1, ge=0, description="A train target needs at least this many items before it.")
     train_direct_negatives: int = Field(19, ge=1, description=(
         "Direct task, train part: seeded negatives (items the user never interacted with) beside the target."))

@@ -252,8 +252,7 @@ class _Builder:
         history = self.data.train
         for user in range(self.data.n_users):
             seq = _user_items(history, user)
-            first = max(self.cfg.min_history, len(seq) - self.cfg.targets_per_user)
-            for p in range(first, len(seq)):
+            for p in train_target_positions(len(seq), self.cfg):
                 cases.add(user, seq[p], seq[:p], f"train/{user}/{p}")
         return cases
 
@@ -373,6 +372,20 @@ def _evidence_array(evidence: pd.DataFrame, n_users: int) -> np.ndarray:
         raise ValueError(f"evidence lists user_idx outside [0, {n_users})")
     eh[users] = evidence["evidence_horizon"].to_numpy(dtype=np.float64)
     return eh
+
+
+def train_target_positions(length: int, cfg: InstructionConfig) -> list[int]:
+    """Positions of a train sequence of `length` items used as targets, ascending: the targets_per_user most
+    recent, and with cover_history one every max_history items further back, until the windows of max_history
+    items before the targets cover the sequence."""
+    first = max(cfg.min_history, length - cfg.targets_per_user)
+    positions = set(range(first, length))
+    if cfg.cover_history and cfg.max_history > 0 and positions:
+        p = min(positions) - cfg.max_history
+        while p > cfg.min_history - 1 and p >= 1:
+            positions.add(p)
+            p -= cfg.max_history
+    return sorted(positions)
 
 
 def _user_items(history: Histories, user: int) -> np.ndarray:

@@ -22,12 +22,28 @@ def unwrap(model):
     return model
 
 
-def supervised_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled positions (what model(**batch).loss returns)."""
+def supervised_loss(model, batch: dict[str, torch.Tensor], item_token_ids: torch.Tensor | None = None,
+                    history_weight: float = 0.0) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions (what model(**batch).loss returns).
+
+    With `item_labels` in the batch (encode_for_training(history_labels=True)) and history_weight > 0, plus
+    history_weight x the mean next-item cross-entropy at the history positions, over the item tokens only
+    (`item_token_ids`, in item_idx order): the prompt's history then trains like a SASRec sequence, every
+    position predicting the next item, at no extra forward cost."""
     llava = unwrap(model)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "item_labels")}
     hidden = llava.model(**inputs, use_cache=False).last_hidden_state            # [B, T, H]
     targets = batch["labels"][:, 1:]                            # position t predicts token t + 1
     keep = targets != IGNORE_INDEX
     logits = llava.lm_head(hidden[:, :-1][keep])                # [n_supervised, vocab]
-    return F.cross_entropy(logits.float(), targets[keep])
+    loss = F.cross_entropy(logits.float(), targets[keep])
+    if history_weight > 0 and "item_labels" in batch:
+        if item_token_ids is None:
+            raise ValueError("history_weight > 0 needs item_token_ids")
+        item_targets = batch["item_labels"][:, 1:]
+        keep = item_targets != IGNORE_INDEX
+        if keep.any():
+            item_rows = llava.lm_head.weight[item_token_ids.to(hidden.device)]   # [n_items, H]
+            item_logits = hidden[:, :-1][keep] @ item_rows.T
+            loss = loss + history_weight * F.cross_entropy(item_logits.float(), item_targets[keep])
+    return loss

@@ -98,6 +98,24 @@ def prepare_instructions(cfg: TrainVLMConfig) -> tuple[dict[str, str], list[str]
     return paths, tool_names
 
 
+def prepare_validation(cfg: TrainVLMConfig) -> str | None:
+    """The VLM-only first-pass instructions the training loop validates on, written once to
+    <out>/validation/valid.parquet (None without validation.every)."""
+    from reasonrec.vlm.instructions import write_instructions
+    from reasonrec.vlm.validation import validation_instructions
+
+    if cfg.validation.every is None:
+        return None
+    path = join(cfg.out, "validation", "valid.parquet")
+    fs, fs_path = open_fs(path)
+    if not fs.exists(fs_path):
+        rows = validation_instructions(cfg.dataset, cfg.split, cfg.negatives, cfg.instructions,
+                                       cfg.validation.max_users, cfg.validation.seed)
+        write_instructions(rows, path)
+        print(f"[setup] validation: {len(rows)} VLM-only first-pass instructions", flush=True)
+    return path
+
+
 def training_examples(cfg: TrainVLMConfig, path: str):
     """The train instructions training reads (an Arrow table) and their evidence horizons."""
     import pyarrow as pa

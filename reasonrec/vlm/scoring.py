@@ -85,7 +85,7 @@ class VLMScorer:
         self.pieces = Pieces(processor)
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id
-        self.item_ids = _item_token_ids(tok)
+        self.item_ids = item_token_ids(tok)
         self.n_items = len(self.item_ids)
         self.conf_ids = torch.tensor(tok.convert_tokens_to_ids(tokens.conf_tokens()))
         self.tool_ids = torch.tensor(tok.convert_tokens_to_ids(tokens.tool_tokens(self.tool_names)))
@@ -290,7 +290,7 @@ class VLMScorer:
         return texts
 
 
-def _item_token_ids(tokenizer) -> torch.Tensor:
+def item_token_ids(tokenizer) -> torch.Tensor:
     """Ids of <item_0> .. <item_{n-1}> (n = how many consecutive item tokens the tokenizer has)."""
     added = tokenizer.get_added_vocab()
     n = 0

@@ -27,6 +27,23 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(16, ge=1, description="Instructions per scoring forward pass.")
 
 
+class ValidationConfig(StrictModel):
+    """VLM-only passes on the validation lists during training, and which weights the run keeps."""
+
+    every: int | None = Field(None, ge=1, description=(
+        "Optimizer steps between validation passes (one more at the end); null = no validation, keep the "
+        "last weights."))
+    max_users: int | None = Field(300, ge=1, description=(
+        "Seeded subset of validation users scored per pass (null = every validation user)."))
+    metric: Literal["HR@5", "NDCG@5"] = Field("NDCG@5", description=(
+        "What picks the best step (the tools early-stop on validation NDCG@5 too)."))
+    keep_best: bool = Field(True, description=(
+        "Export the weights of the best validation step as <out>/model instead of the last step's."))
+    patience: int | None = Field(None, ge=1, description=(
+        "Stop training after this many passes without a new best (null = run every planned step)."))
+    seed: int = Field(0, description="Seeds the validation user subset.")
+
+
 class TrainVLMConfig(StrictModel):
     config_section = "train_vlm"   # its section in a sectioned file (configs/<dataset>.yaml)
     dataset: str = Field("artifacts/datasets/synthetic", description="Prepared dataset folder (local or s3://).")
@@ -79,6 +96,11 @@ class TrainVLMConfig(StrictModel):
         "Worker failures Ray Train recovers from within one run (from the last checkpoint); -1 = unlimited. "
         "Whatever this is, rerunning the job with the same out resumes."))
     log_every: int = Field(10, ge=1, description="Optimizer steps between loss log lines.")
+    history_loss_weight: float = Field(0.0, ge=0, description=(
+        "Weight of the next-item loss at every history item of the prompt (over the item tokens), added to "
+        "the assistant-turn loss; 0 = only the assistant turn is supervised."))
+    validation: ValidationConfig = Field(default_factory=ValidationConfig, description=(
+        "Validation passes during training and best-step selection."))
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation after training.")
     seed: int = Field(0, description="Seeds the curriculum order and torch (model init dropout, sampling).")
     ray_address: str | None = Field(None, description=(
@@ -98,6 +120,9 @@ class TrainVLMConfig(StrictModel):
         if not set(self.eval.tasks) <= set(self.instructions.tasks):
             raise ValueError(f"eval.tasks {self.eval.tasks} are not all in instructions.tasks "
                              f"{self.instructions.tasks}")
+        if self.validation.every is not None and self.zero_stage == 3:
+            raise ValueError("validation.every needs zero_stage <= 2: each rank scores with its full copy of "
+                             "the weights, which ZeRO-3 partitions")
         if self.model.preset == "pretrained" and self.model.checkpoint is None:
             raise ValueError("model.preset 'pretrained' needs model.checkpoint (an HF id or a folder)")
         return self

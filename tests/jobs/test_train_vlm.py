@@ -137,6 +137,39 @@ def test_zero3_runs_end_to_end(dataset, tmp_path):
     assert sum(not torch.equal(trained[k], base[k]) for k in base) > 10
 
 
+@pytest.mark.slow
+def test_validation_picks_the_exported_step_and_the_history_loss_trains(dataset, tmp_path):
+    """Dense history labels on, a validation pass every 2 steps: the curve is in metrics.json, <out>/model holds
+    exactly the best step's weights (not the last step's), and its reasonrec.json names that step."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "valid"
+    result = check(run(job_args(dataset, out, "max_steps=6", "checkpoint_every=6", "zero_stage=2", "num_workers=2",
+                                "eval.max_users=10", "history_loss_weight=1.0", "instructions.cover_history=true",
+                                "validation.every=2", "validation.max_users=20")))
+    curve = json.loads((out / "metrics.json").read_text())["train"]["validation"]
+    assert [p["step"] for p in curve["curve"]] == [2, 4, 6] and all(p["n"] == 20 for p in curve["curve"])
+    values = [p["NDCG@5"] for p in curve["curve"]]
+    best = curve["curve"][int(np.argmax(values))]["step"]            # the first of equal values
+    assert curve["best_step"] == best and curve["best_value"] == pytest.approx(max(values))
+    assert f"[valid] step 6:" in result.stdout + result.stderr
+    meta = json.loads((out / "model" / "reasonrec.json").read_text())
+    assert meta["steps"] == best and meta["trained_steps"] == 6
+    exported, kept = load_file(out / "model" / "model.safetensors"), torch.load(out / "best" / "weights.pt")
+    assert json.loads((out / "best" / "best.json").read_text())["step"] == best
+    assert all(torch.equal(exported[k], kept[k]) for k in exported)
+    # The validation rows are the router's VLM-only first pass: no tool hints, seeded validation users.
+    from reasonrec.vlm.instructions import read_instructions
+
+    rows = read_instructions(str(out / "validation" / "valid.parquet"))
+    assert len(rows) == 20 and all(r.consulted_tools == [] and r.slots.tool_outputs == "" for r in rows)
+
+
+def test_validation_with_zero3_is_refused(dataset, tmp_path):
+    result = run(job_args(dataset, tmp_path / "z3v", "zero_stage=3", "validation.every=2"))
+    assert result.returncode != 0 and "validation.every needs zero_stage <= 2" in result.stdout + result.stderr
+
+
 def test_bad_config_fails_before_ray_starts(dataset, tmp_path):
     started = time.perf_counter()
     bad_key = run(job_args(dataset, tmp_path / "x", "zero_stage=4"))

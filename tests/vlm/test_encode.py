@@ -114,3 +114,45 @@ def test_pieces_prefix_property(tiny_model):
         prefix = pieces.ids(text[:text.index(marker)])
         assert full[:len(prefix)] == prefix and full[len(prefix)] == pieces.special_id(marker)
     assert pieces.ids("<item_999>") == processor.tokenizer("<item_999>", add_special_tokens=False)["input_ids"]
+
+
+def slotted_record(history: list[int], hints: list[int], template_id: int = 0):
+    """A sequential record rendered from slots: titled history, and a tool hint whose items are not history."""
+    from reasonrec.vlm.records import Instruction
+    from reasonrec.vlm.templates import PromptSlots
+
+    slots = PromptSlots(images="", history=" ".join(f"<item_{h}> {TITLES[h]}" for h in history), eh="0.42",
+                        tool_outputs="sasrec suggests " + " ".join(f"<item_{h}>" for h in hints))
+    return Instruction.from_slots("sequential", template_id, slots, user_idx=0, evidence_horizon=0.42,
+                                  image_items=[], thought="EH: 0.42 | Confidence: <conf_3> | Tools: <tool_sasrec> "
+                                  "| Answer:", answer="<item_9>", target_item=9)
+
+
+@pytest.mark.parametrize("template_id", range(10))
+def test_history_labels_sit_on_each_history_item_after_the_first_and_never_on_hints(tiny_model, toy_images,
+                                                                                   template_id):
+    _, processor = tiny_model
+    tok = processor.tokenizer
+    history, hints = [3, 5, 3, 11], [5, 12, 1]   # a repeated item, and a hint item that is also history
+    record = slotted_record(history, hints, template_id)
+    batch = encode_for_training([record], processor, toy_images, 384, history_labels=True)
+    labelled = torch.nonzero(batch["item_labels"][0] != IGNORE_INDEX).flatten()
+    assert batch["item_labels"][0, labelled].tolist() == history[1:]
+    # Each label sits on the position holding that very item token, in history order.
+    assert batch["input_ids"][0, labelled].tolist() == tok.convert_tokens_to_ids([f"<item_{h}>" for h in history[1:]])
+    hint_ids = set(tok.convert_tokens_to_ids([f"<item_{h}>" for h in hints]))
+    hint_positions = [p for p, t in enumerate(batch["input_ids"][0].tolist()) if t in hint_ids]
+    assert len(hint_positions) == len(hints) + 1           # the three hints and the history's <item_5>
+    # Truncated titles move the positions; the labels follow the tokens.
+    n_full = int(batch["attention_mask"][0].sum())
+    short = encode_for_training([record], processor, toy_images, n_full - 3, history_labels=True)
+    labelled = torch.nonzero(short["item_labels"][0] != IGNORE_INDEX).flatten()
+    full_labelled = torch.nonzero(batch["item_labels"][0] != IGNORE_INDEX).flatten()
+    assert short["input_ids"][0, labelled].tolist() == batch["input_ids"][0, full_labelled].tolist()
+    assert "item_labels" not in encode_for_training([record], processor, toy_images, 384)
+
+
+def test_history_labels_are_empty_for_records_without_slots(tiny_model, toy_images):
+    _, processor = tiny_model
+    batch = encode_for_training(toy_instructions(3), processor, toy_images, 384, history_labels=True)
+    assert (batch["item_labels"] == IGNORE_INDEX).all()

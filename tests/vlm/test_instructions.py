@@ -316,3 +316,18 @@ def test_real_movielens_slice(shared_data, tmp_path):
             assert set(history_ids(ins)) <= set(allowed_history(data, ins, part).tolist())
             if part == "test":
                 assert ins.target_item not in user_items(data.train_valid, ins.user_idx)
+
+
+def test_cover_history_adds_targets_whose_windows_cover_the_whole_train_sequence():
+    from reasonrec.vlm.instructions import train_target_positions
+
+    cfg = InstructionConfig(targets_per_user=3, max_history=10, cover_history=True)
+    for length in (1, 2, 5, 13, 14, 40, 101):
+        positions = train_target_positions(length, cfg)
+        assert positions == sorted(set(positions)) and all(cfg.min_history <= p < length for p in positions)
+        assert positions[-3:] == list(range(max(1, length - 3), length))[-3:]
+        shown = set()  # items some target's window (its max_history items before it) shows as history
+        for p in positions:
+            shown.update(range(max(0, p - cfg.max_history), p))
+        assert shown == set(range(length - 1))   # every train item but the last is someone's history
+    assert train_target_positions(40, InstructionConfig(targets_per_user=3, max_history=10)) == [37, 38, 39]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from reasonrec.vlm.encode import encode_for_training
@@ -21,3 +22,24 @@ def test_matches_the_full_forward_loss_and_its_gradients(tiny_model, toy_images)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
     for name, grad in expected.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6)
+
+
+def test_history_loss_is_the_next_item_cross_entropy_over_item_tokens(tiny_model, toy_images):
+    from reasonrec.vlm.scoring import item_token_ids
+    from tests.vlm.test_encode import slotted_record
+
+    model, processor = tiny_model
+    records = [slotted_record([3, 5, 7, 11], [1, 2, 4]), slotted_record([2, 8, 13], [6, 9, 10], template_id=4)]
+    batch = encode_for_training(records, processor, toy_images, 384, history_labels=True)
+    items = item_token_ids(processor.tokenizer)
+    with torch.no_grad():
+        base = supervised_loss(model, batch)
+        combined = supervised_loss(model, batch, items, history_weight=0.5)
+        logits = model(**{k: v for k, v in batch.items() if k != "item_labels"}).logits[:, :-1]
+    targets = batch["item_labels"][:, 1:]
+    keep = targets != -100
+    expected = torch.nn.functional.cross_entropy(logits[keep][:, items], targets[keep])
+    assert int(keep.sum()) == 3 + 2
+    torch.testing.assert_close(combined - base, 0.5 * expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="item_token_ids"):
+        supervised_loss(model, batch, None, history_weight=0.5)
