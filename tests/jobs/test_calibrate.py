@@ -45,6 +45,17 @@ def test_calibrates_saves_a_versioned_policy_and_a_report(job, world, tmp_path):
         assert 0.0 <= row["hr5"] <= 1.0 and row["latency"] > 0
         assert report["routed_minus_forced_hr5"][route] == pytest.approx(report["routed"]["hr5"] - row["hr5"])
     assert "routed, calibrated" in (out / "calibration.md").read_text()
+    # The tool route's tool is the best on these validation rows, and policy.json says so.
+    metrics = report["tool_metrics"]
+    assert report["best_tool"] == max(metrics, key=lambda n: (metrics[n]["NDCG@5"], metrics[n]["HR@5"]))
+    assert policy.best_tool["sequential"] == report["best_tool"]
+    # The fusion weights were fit on the same rows (or their absence is said) and travel in policy.json.
+    if "fusion" in report:
+        assert policy.fusion is not None and policy.fusion.model_dump() == report["fusion"]
+        assert set(policy.fusion.tools) == set(metrics) and 0 < policy.fusion.n_rows <= 30
+        assert "VLM+tools fusion weights" in (out / "calibration.md").read_text()
+    else:
+        assert policy.fusion is None and "refined pass parsed" in report["fusion_skipped"]
 
 
 def test_unreachable_target_exits_with_the_grids_best(job, world, tmp_path):
