@@ -133,7 +133,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                         stats, pieces, history_labels=history_labels)
             batch = {k: v.to(device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
             # Logits only where labels are (same loss, far cheaper), plus the history's next-item loss.
-            loss = supervised_loss(engine, batch, item_ids, cfg.history_loss_weight)
+            loss = supervised_loss(engine, batch, item_ids, cfg.history_loss_weight, cfg.answer_loss_weight)
             engine.backward(loss)
             engine.step()
             local["loss"] += loss.item()
@@ -222,3 +222,85 @@ class Validator:
         from reasonrec.vlm.export import save_best_weights
 
         save_best_weights(self.engine.module, self.cfg.out, step)
+
+
+def restore(engine) -> dict[str, Any]:
+    """The run's progress: from Ray's latest checkpoint (weights, optimizer, LR schedule restored into the
+    engine) when there is one, else a fresh start."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return {"step": 0, "samples": 0, "position_sum": 0.0, "history": []}
+    with checkpoint.as_directory() as folder:
+        _, client_state = engine.load_checkpoint(folder)
+    return client_state["state"]
+
+
+def background(iterable, depth: int = 4):
+    """Iterate `iterable` in a daemon thread from now on, `depth` items ahead; errors surface in the consumer."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+
+    def pump() -> None:
+        try:
+            for item in iterable:
+                items.put(item)
+            items.put(end)
+        except BaseException as err:  # handed to the training loop, which raises it
+            items.put(err)
+
+    threading.Thread(target=pump, daemon=True, name="ingest").start()
+
+    def drain():
+        while (item := items.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    return drain()
+
+
+def all_max(value: float, device) -> float:
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
+def save_checkpoint(engine, state: dict[str, Any], metrics: dict[str, Any], step: int) -> None:
+    """Every rank writes its part (ZeRO shards) locally; Ray merges the parts into <out>/checkpoints/step_N."""
+    import ray.train
+
+    name = f"step_{step:08d}"
+    with tempfile.TemporaryDirectory() as tmp:
+        engine.save_checkpoint(tmp, tag=name, client_state={"state": state})
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+
+
+def hold_if_asked(hold: str | None, step: int, rank: int) -> None:
+    """The test-only hook behind REASONREC_TRAIN_HOLD (see HOLD_ENV)."""
+    if not hold or int(hold.split(":", 1)[0]) != step:
+        return
+    import ray.train
+
+    ray.train.get_all_reported_checkpoints()  # returns once the controller has registered the checkpoint
+    folder = Path(hold.split(":", 1)[1])
+    (folder / f"rank{rank}.pid.tmp").write_text(str(os.getpid()))
+    (folder / f"rank{rank}.pid.tmp").rename(folder / f"rank{rank}.pid")
+    time.sleep(600)
+
+
+def storage(uri: str):
+    """(storage_path, storage_filesystem) for RunConfig and Ray Data: s3:// goes through our own s3fs options."""
+    if "://" not in uri:
+        return uri, None
+    import pyarrow.fs
+
+    fs, path = open_fs(uri)
+    return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))

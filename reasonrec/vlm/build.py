@@ -93,6 +93,7 @@ def build_tiny_vlm(out_dir: str | Path, n_items: int, tool_names: list[str], cor
                        intermediate_size=sizes.text_intermediate, num_hidden_layers=sizes.text_layers,
                        num_attention_heads=sizes.text_heads, num_key_value_heads=sizes.text_heads,
                        max_position_embeddings=sizes.max_position_embeddings,
+                       attention_dropout=sizes.attention_dropout,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=processor.image_token_id,

@@ -23,13 +23,15 @@ def unwrap(model):
 
 
 def supervised_loss(model, batch: dict[str, torch.Tensor], item_token_ids: torch.Tensor | None = None,
-                    history_weight: float = 0.0) -> torch.Tensor:
+                    history_weight: float = 0.0, answer_weight: float = 0.0) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled positions (what model(**batch).loss returns).
 
-    With `item_labels` in the batch (encode_for_training(history_labels=True)) and history_weight > 0, plus
-    history_weight x the mean next-item cross-entropy at the history positions, over the item tokens only
-    (`item_token_ids`, in item_idx order): the prompt's history then trains like a SASRec sequence, every
-    position predicting the next item, at no extra forward cost."""
+    Two item losses over the item tokens only (`item_token_ids`, in item_idx order) can be added:
+    - history_weight x the mean next-item cross-entropy at the history positions (`item_labels` in the batch,
+      encode_for_training(history_labels=True)): the prompt's history trains like a SASRec sequence, every
+      position predicting the next item, at no extra forward cost;
+    - answer_weight x the cross-entropy of the answer's item token: in the mean above it is one of ~20
+      assistant tokens, most of them format (EH digits, separators), though it is the reading that ranks."""
     llava = unwrap(model)
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "item_labels")}
     hidden = llava.model(**inputs, use_cache=False).last_hidden_state            # [B, T, H]
@@ -37,13 +39,24 @@ def supervised_loss(model, batch: dict[str, torch.Tensor], item_token_ids: torch
     keep = targets != IGNORE_INDEX
     logits = llava.lm_head(hidden[:, :-1][keep])                # [n_supervised, vocab]
     loss = F.cross_entropy(logits.float(), targets[keep])
+    if history_weight <= 0 and answer_weight <= 0:
+        return loss
+    if item_token_ids is None:
+        raise ValueError("history_weight or answer_weight > 0 needs item_token_ids")
+    item_token_ids = item_token_ids.to(hidden.device)
+    item_rows = llava.lm_head.weight[item_token_ids]           # [n_items, H]
     if history_weight > 0 and "item_labels" in batch:
-        if item_token_ids is None:
-            raise ValueError("history_weight > 0 needs item_token_ids")
         item_targets = batch["item_labels"][:, 1:]
         keep = item_targets != IGNORE_INDEX
         if keep.any():
-            item_rows = llava.lm_head.weight[item_token_ids.to(hidden.device)]   # [n_items, H]
             item_logits = hidden[:, :-1][keep] @ item_rows.T
             loss = loss + history_weight * F.cross_entropy(item_logits.float(), item_targets[keep])
+    if answer_weight > 0:
+        lookup = torch.full((llava.lm_head.weight.shape[0],), IGNORE_INDEX, dtype=torch.long, device=hidden.device)
+        lookup[item_token_ids] = torch.arange(len(item_token_ids), device=hidden.device)
+        answer_targets = lookup[targets.clamp(min=0)].masked_fill(targets == IGNORE_INDEX, IGNORE_INDEX)
+        keep = answer_targets != IGNORE_INDEX
+        if keep.any():
+            answer_logits = hidden[:, :-1][keep] @ item_rows.T
+            loss = loss + answer_weight * F.cross_entropy(answer_logits.float(), answer_targets[keep])
     return loss

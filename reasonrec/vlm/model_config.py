@@ -24,6 +24,8 @@ class TinySizes(StrictModel):
     text_intermediate: int = Field(128, ge=8, description="MLP width of the Llama text model.")
     text_layers: int = Field(2, ge=1, description="Llama decoder layers.")
     text_heads: int = Field(4, ge=1, description="Attention heads of the text model (must divide text_hidden).")
+    attention_dropout: float = Field(0.0, ge=0, lt=1, description=(
+        "Dropout on the text model's attention weights while training (Llama's only dropout; 0 = none)."))
     max_position_embeddings: int = Field(1024, ge=16, description=(
         "Longest sequence the text model's rotary positions are configured for (>= max_length)."))
     vision_hidden: int = Field(32, ge=8, description="Hidden width of the CLIP vision tower.")

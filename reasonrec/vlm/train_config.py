@@ -99,6 +99,9 @@ class TrainVLMConfig(StrictModel):
     history_loss_weight: float = Field(0.0, ge=0, description=(
         "Weight of the next-item loss at every history item of the prompt (over the item tokens), added to "
         "the assistant-turn loss; 0 = only the assistant turn is supervised."))
+    answer_loss_weight: float = Field(0.0, ge=0, description=(
+        "Weight of an extra cross-entropy, over the item tokens, of the answer's item (the reading that ranks; "
+        "in the assistant-turn mean it is one of ~20 tokens); 0 = none."))
     validation: ValidationConfig = Field(default_factory=ValidationConfig, description=(
         "Validation passes during training and best-step selection."))
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation after training.")

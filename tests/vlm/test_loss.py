@@ -43,3 +43,13 @@ def test_history_loss_is_the_next_item_cross_entropy_over_item_tokens(tiny_model
     torch.testing.assert_close(combined - base, 0.5 * expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="item_token_ids"):
         supervised_loss(model, batch, None, history_weight=0.5)
+    # The answer's item token, once more over the item tokens only.
+    with torch.no_grad():
+        answered = supervised_loss(model, batch, items, answer_weight=2.0)
+    labels = batch["labels"][:, 1:]
+    at = torch.isin(labels, items)
+    assert int(at.sum()) == 2                                       # one answer item per record
+    lookup = {int(t): i for i, t in enumerate(items)}
+    answer = torch.tensor([lookup[int(t)] for t in labels[at]])
+    expected = torch.nn.functional.cross_entropy(logits[at][:, items], answer)
+    torch.testing.assert_close(answered - base, 2.0 * expected, rtol=1e-4, atol=1e-5)
