@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
         check = ray.get(check_task.remote(system, cfg.eval_split, cfg.eval_negatives, cfg.eval_users, cfg.mode))
         print(f"[score] offline check ({check['protocol']} {check['split']} test, {check['users']} users, "
               f"{cfg.mode}): HR@5={check['HR@5']:.4f} NDCG@5={check['NDCG@5']:.4f}; most-popular "
-              f"HR@5={check['most_popular']['HR@5']:.4f}", flush=True)
+              f"HR@5={check['most_popular']['HR@5']:.4f}"
+              + (f"; majority vote of the tools HR@5={check['majority_vote']['HR@5']:.4f}"
+                 if "majority_vote" in check else ""), flush=True)
 
     publication = Publication(cfg.out, f"run_date={cfg.run_date.isoformat()}",
                               f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")

@@ -44,5 +44,25 @@ def offline_check(system: System, split: str, negatives: int, users: int, mode: 
     requests = part_requests(data, "test", max_users=users, seed=0)   # EH as calibration and training read it
     metrics = evaluate_requests(bundle, requests, mode)
     popular = popularity_metrics(data.split.train, data.n_items, requests)
+    vote = vote_metrics(bundle, requests)
     return {"split": split, "protocol": f"1+{negatives}", **metrics,
-            "most_popular": {k: popular[k] for k in ("HR@5", "NDCG@5")}}
+            "most_popular": {k: popular[k] for k in ("HR@5", "NDCG@5")},
+            **({"majority_vote": {k: vote[k] for k in ("HR@5", "NDCG@5")}} if vote else {})}
+
+
+def vote_metrics(bundle: Bundle, requests: Requests, ks: tuple[int, ...] = (5, 10)) -> dict | None:
+    """The majority vote of the system's ranking tools (best tool and consult pool: the mean of per-list
+    z-scores, as the report's vote row) on the same lists: the ensemble the routed answer must beat; None with
+    fewer than two tools."""
+    from reasonrec.recommend.stages import score_tools
+    from reasonrec.router.refine import _standardise
+
+    names = list(bundle.tools)
+    if len(names) < 2:
+        return None
+    scores = score_tools(bundle, requests, names).scores
+    vote = _standardise(scores.astype(float), (requests.candidates >= 0)[:, None, :]).mean(axis=1)
+    vote = vote.copy()
+    vote[requests.candidates < 0] = -float("inf")
+    ranks = rank_of_target(vote, target_columns(requests.candidates, requests.targets, requests.user_idx))
+    return ranking_metrics(ranks, ks)

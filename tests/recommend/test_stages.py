@@ -192,3 +192,20 @@ def test_model_version_names_the_weights(world, tmp_path):
     version = model_version(cfg)
     assert version.startswith("vlm@") and len(version.split("@")[1]) == 12
     assert model_version(cfg) == version
+
+
+def test_offline_vote_is_the_reports_majority_vote_on_the_same_lists(bundle, world):
+    from reasonrec.metrics.ranking import rank_of_target, ranking_metrics
+    from reasonrec.recommend.calibration import part_requests
+    from reasonrec.recommend.evaluate import vote_metrics
+    from reasonrec.recommend.outcomes import target_columns
+    from reasonrec.tools.ensemble import MajorityVote
+
+    requests = part_requests(world.data, "test", 60, seed=1)
+    members = list(bundle.tools.values())
+    queries = [world.data.queries(requests.user_idx, "train+valid", t.cfg.max_len) for t in members]
+    scores = MajorityVote(members).score(queries, requests.candidates)
+    expected = ranking_metrics(rank_of_target(scores, target_columns(requests.candidates, requests.targets)), (5, 10))
+    got = vote_metrics(bundle, requests)
+    for key in ("HR@5", "NDCG@5", "HR@10"):
+        assert got[key] == pytest.approx(expected[key])
