@@ -55,13 +55,13 @@ def vote_metrics(bundle: Bundle, requests: Requests, ks: tuple[int, ...] = (5, 1
     z-scores, as the report's vote row) on the same lists: the ensemble the routed answer must beat; None with
     fewer than two tools."""
     from reasonrec.recommend.stages import score_tools
-    from reasonrec.router.refine import _standardise
+    from reasonrec.router.fusion import standardise
 
     names = list(bundle.tools)
     if len(names) < 2:
         return None
     scores = score_tools(bundle, requests, names).scores
-    vote = _standardise(scores.astype(float), (requests.candidates >= 0)[:, None, :]).mean(axis=1)
+    vote = standardise(scores.astype(float), (requests.candidates >= 0)[:, None, :]).mean(axis=1)
     vote = vote.copy()
     vote[requests.candidates < 0] = -float("inf")
     ranks = rank_of_target(vote, target_columns(requests.candidates, requests.targets, requests.user_idx))

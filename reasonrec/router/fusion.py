@@ -3,7 +3,7 @@
 The paper's high-risk path lets the tools refine the VLM's prediction without being authoritative. Keeping the
 refined VLM ranking alone (the default `merge`) throws the tools' scores away once their top-3 has been shown;
 fusing them with weights fit on validation keeps every source's evidence, and the weights say how much each one
-counts. The features are the majority vote's (reasonrec.router.refine._standardise: per row z-scores over the
+counts. The features are the majority vote's (`standardise`: per row z-scores over the
 valid candidates), one column for the VLM's refined log-probabilities and one per pool tool, so the fusion is
 the learned tool stack (reasonrec.tools.ensemble.LearnedStack) plus the VLM: whether the VLM adds anything a
 tuned ensemble of the same tools cannot reach is read off the two rows side by side.
@@ -46,12 +46,10 @@ class FusionWeights(StrictModel):
 
 def fusion_features(vlm_scores: np.ndarray, tool_scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """[n, C, 1 + T]: the VLM's and each tool's per-row z-scores over the valid candidates."""
-    from reasonrec.router.refine import _standardise
-
     vlm_scores = np.asarray(vlm_scores, dtype=np.float64)
     tool_scores = np.asarray(tool_scores, dtype=np.float64)
     stacked = np.concatenate([vlm_scores[:, None, :], tool_scores], axis=1)        # [n, 1 + T, C]
-    z = _standardise(stacked, np.asarray(valid, dtype=bool)[:, None, :])
+    z = standardise(stacked, np.asarray(valid, dtype=bool)[:, None, :])
     return np.moveaxis(z, 1, 2)
 
 
@@ -72,3 +70,16 @@ def fit_fusion(vlm_scores: np.ndarray, tool_scores: np.ndarray, names: Sequence[
     return FusionWeights(vlm=round(float(weights[0]), 6),
                          tools={n: round(float(w), 6) for n, w in zip(names, weights[1:])},
                          n_rows=len(candidates), regularisation=regularisation)
+
+
+def standardise(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per (row, tool) z-scores over the valid, finite columns; other columns get the lowest valid z - 1, so
+    a tool that could not score an item votes it last (tools score on different scales: logits, dots)."""
+    ok = valid & np.isfinite(scores)
+    count = np.maximum(ok.sum(axis=-1, keepdims=True), 1)
+    filled = np.where(ok, scores, 0.0)
+    mean = filled.sum(axis=-1, keepdims=True) / count
+    std = np.sqrt((np.where(ok, scores - mean, 0.0) ** 2).sum(axis=-1, keepdims=True) / count)
+    z = np.where(ok, (filled - mean) / np.where(std > 0, std, 1.0), np.inf)
+    low = z.min(axis=-1, keepdims=True)
+    return np.where(ok, z, np.where(np.isfinite(low), low, 0.0) - 1.0)

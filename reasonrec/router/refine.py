@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from reasonrec.router.fusion import FusionWeights
+from reasonrec.router.fusion import FusionWeights, standardise
 from reasonrec.router.policy import RoutingDecision, Thresholds
 from reasonrec.vlm.records import Instruction
 from reasonrec.vlm.thought import format_thought, parse_generation
@@ -88,7 +88,7 @@ def merge(vlm_scores: np.ndarray, candidates: np.ndarray, parse_ok: np.ndarray, 
     if fusion is not None and len(names) != tool_scores.shape[1]:
         raise ValueError(f"fusion needs one name per tool column: {len(names)} names, {tool_scores.shape[1]} tools")
     valid = candidates >= 0
-    z = _standardise(tool_scores, valid[:, None, :])                       # [n, T, C]
+    z = standardise(tool_scores, valid[:, None, :])                       # [n, T, C]
     n_tools = consulted.sum(axis=1)
     vote = (z * consulted[:, :, None]).sum(axis=1) / np.maximum(n_tools, 1)[:, None]
     fallback = ~parse_ok & (n_tools > 0)
@@ -119,19 +119,6 @@ def merge_ctr(vlm_ctr_prob: np.ndarray, parse_ok: np.ndarray, tool_click: np.nda
     fallback = ~parse_ok & (n_tools > 0)
     source = np.where(parse_ok, "vlm", np.where(n_tools > 0, "tool_vote", "vlm_unparsed"))
     return np.where(fallback, vote, vlm_ctr_prob), source
-
-
-def _standardise(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per (row, tool) z-scores over the valid, finite columns; other columns get the lowest valid z - 1, so
-    a tool that could not score an item votes it last (tools score on different scales: logits, dots)."""
-    ok = valid & np.isfinite(scores)
-    count = np.maximum(ok.sum(axis=-1, keepdims=True), 1)
-    filled = np.where(ok, scores, 0.0)
-    mean = filled.sum(axis=-1, keepdims=True) / count
-    std = np.sqrt((np.where(ok, scores - mean, 0.0) ** 2).sum(axis=-1, keepdims=True) / count)
-    z = np.where(ok, (filled - mean) / np.where(std > 0, std, 1.0), np.inf)
-    low = z.min(axis=-1, keepdims=True)
-    return np.where(ok, z, np.where(np.isfinite(low), low, 0.0) - 1.0)
 
 
 # ---------------------------------------------------------------------------------------------- rationale
