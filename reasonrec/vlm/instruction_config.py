@@ -69,6 +69,11 @@ class InstructionConfig(StrictModel):
         "CTR task, train part: CTR rows come from another split (random), whose train part holds most users' "
         "ranking valid/test items; drop those (user, item) rows and take those items out of the shown "
         "histories, so training on CTR never shows a ranking evaluation target."))
+    thought_tools: Literal["usable", "consulted"] = Field("usable", description=(
+        "What the teacher thought's Tools field lists on a prompt with tool hints: 'usable' = the shown tools "
+        "whose (clean) top-k holds the target; 'consulted' = every tool the prompt shows, which is what the "
+        "router's refine pass forces there (it cannot know usability), so the refined read stays in "
+        "distribution."))
     use_tools: bool = Field(True, description=(
         "False is the 'no tools' ablation: no tool outputs in prompts and Tools: <tool_none> in every thought "
         "(tool labels, if tools are given, still set the teacher confidence and usable_tools)."))

@@ -16,7 +16,7 @@ Instances per task and part (histories never reach past the instance's target):
 
 The teacher thought: EH from the ranking split's evidence.parquet (for every task, CTR rows included);
 confidence = `teacher_confidence` (below); Tools = the usable tools among those whose (non-noisy) outputs the
-prompt shows, else <tool_none>. Tools trained on the train part have seen the train targets, so train-part
+prompt shows, else <tool_none> (with `thought_tools: consulted`, every tool the prompt shows). Tools trained on the train part have seen the train targets, so train-part
 tool labels are optimistic (on the synthetic zoo BPR-MF finds 62% of train targets, 23% of valid ones).
 
 Every random choice comes from a generator seeded by (cfg.seed, purpose, instance key), so building twice
@@ -337,7 +337,7 @@ class _Builder:
         tool_text = show_outputs(outputs, i, columns, noisy, rng, self.data.n_items, target) if columns else ""
         usable = outputs.usable_names(i) if outputs is not None else []
         thought_tools = [outputs.names[c] for c, corrupt in zip(columns, noisy)
-                         if outputs.usable[i, c] and not corrupt]
+                         if cfg.thought_tools == "consulted" or (outputs.usable[i, c] and not corrupt)]
         if outputs is not None:
             confidence = float(teacher_confidence(outputs.usable_share()[i], eh, cfg.confidence_tool_weight))
         else:

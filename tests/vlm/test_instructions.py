@@ -331,3 +331,16 @@ def test_cover_history_adds_targets_whose_windows_cover_the_whole_train_sequence
             shown.update(range(max(0, p - cfg.max_history), p))
         assert shown == set(range(length - 1))   # every train item but the last is someone's history
     assert train_target_positions(40, InstructionConfig(targets_per_user=3, max_history=10)) == [37, 38, 39]
+
+
+def test_thought_tools_consulted_lists_every_shown_tool_and_changes_nothing_else(vlm_data, vlm_evidence, tools):
+    cfg = InstructionConfig(tasks=["sequential"], thought_tools="consulted")
+    usable = build_instructions(vlm_data, vlm_evidence, "train", InstructionConfig(tasks=["sequential"]), tools)
+    consulted = build_instructions(vlm_data, vlm_evidence, "train", cfg, tools)
+    assert len(usable) == len(consulted) and any(ins.consulted_tools for ins in consulted)
+    for a, b in zip(usable, consulted):
+        assert (a.prompt, a.answer, a.consulted_tools, a.noisy_tools) == (b.prompt, b.answer, b.consulted_tools,
+                                                                          b.noisy_tools)
+        assert parse_generation(b.thought + " " + b.answer).tools == (b.consulted_tools or [])
+        assert parse_generation(a.thought + " x").confidence == parse_generation(b.thought + " x").confidence
+    assert any(a.thought != b.thought for a, b in zip(usable, consulted))   # some shown tool was not usable
