@@ -69,6 +69,9 @@ def evaluate_ranking(output: VLMOutput, instructions: Sequence[Instruction], k: 
         metrics[f"{name}_top_half_HR@{k}"] = halves["top_half"]
         metrics[f"{name}_bottom_half_HR@{k}"] = halves["bottom_half"]
     metrics["parse_ok_rate"] = float(np.mean(output.parse_ok)) if len(output.parse_ok) else float("nan")
+    greedy = output.greedy_ok
+    metrics["greedy_parse_rate"] = (float(np.mean(greedy)) if greedy is not None and len(greedy)
+                                    else float("nan"))
     return metrics
 
 
@@ -141,7 +144,7 @@ def metrics_markdown(cfg: TrainVLMConfig, train: dict[str, Any], rows: list[dict
     """<out>/metrics.md: what was trained, then evaluate_run's rows as a table."""
     columns = ["model", "task", "protocol", "instances", "HR@5", "NDCG@5", "HR@10", "NDCG@10",
                "confidence_top_half_HR@5", "confidence_bottom_half_HR@5", "answer_prob_top_half_HR@5",
-               "answer_prob_bottom_half_HR@5", "parse_ok_rate"]
+               "answer_prob_bottom_half_HR@5", "parse_ok_rate", "greedy_parse_rate"]
     lines = [f"Dataset {cfg.dataset}, split {cfg.split}, test part. Trained {train['step']} steps "
              f"({train['samples']} samples, final loss {train['loss']:.4f}, ZeRO-{cfg.zero_stage}, "
              f"{cfg.num_workers} workers, curriculum {cfg.instructions.curriculum.mode}, "

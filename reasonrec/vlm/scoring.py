@@ -5,6 +5,12 @@ Every decision is a distribution over special tokens at one position, so nothing
     <s>USER: {prompt} ASSISTANT: EH: 0.42 | Confidence: [read conf] <conf_b> | Tools: [read tools] <tool_x>
     | Answer: [read items / <yes>,<no>]
 
+A reading *parses* when, at each read position, the right kind of token (a confidence bin, a tool, an item /
+yes-no answer) is what greedy decoding would emit (the argmax token; `greedy_ok` records this alone) or holds
+most of the probability mass (`KIND_MASS`: the model more likely than not answers in form). The mass rule is
+there because an item answer's mass is shared by ~100 candidates: a format token such as </s> at 0.2 wins the
+token argmax over a 0.65 item mass, though every candidate score read here is the model's own.
+
 The thought is teacher-forced up to "Confidence:" (EH is known at inference time: it comes from the user's
 training history); the argmax confidence bin is put in, the tool distribution read, the consulted tools
 (record.consulted_tools, the tools whose outputs the prompt shows) or the model's top tool put in, then
@@ -33,6 +39,7 @@ _THOUGHT = re.compile(
     r"^(?P<head>.*?)(?P<conf><conf_\d+>)(?P<mid>[^<]*?)"
     r"(?P<tools><tool_[a-z0-9_+]+>(?:[^<|]*?<tool_[a-z0-9_+]+>)*)(?P<tail>.*)$", re.S)
 _TOOL = re.compile(r"<tool_[a-z0-9_+]+>")
+KIND_MASS = 0.5   # a read position parses when the right kind of token holds more than this share of the mass
 
 
 @dataclass
@@ -66,8 +73,14 @@ class VLMOutput:
     answer_prob: np.ndarray   # [n] max softmax probability over the candidates
     tool_probs: np.ndarray    # [n, n_tools + 1] over tool tokens (tool_names order, then <tool_none>)
     ctr_prob: np.ndarray      # [n] P(<yes>) from the <yes>/<no> logits at the answer position
-    parse_ok: np.ndarray      # [n] bool: thought parsed and each read position's argmax is the right kind
+    parse_ok: np.ndarray      # [n] bool: thought parsed and each read position's argmax or most mass is the right kind
     top_item: np.ndarray      # [n] best candidate's item_idx
+    greedy_ok: np.ndarray | None = None   # [n] bool: stricter, each read position's argmax is the right kind
+
+
+def kind_mass(logits: torch.Tensor, kind_ids: torch.Tensor) -> torch.Tensor:
+    """[n] softmax probability mass of the tokens `kind_ids` at each row's read position."""
+    return torch.softmax(logits.float(), dim=-1)[:, kind_ids].sum(dim=-1)
 
 
 class VLMScorer:
@@ -129,6 +142,7 @@ class VLMScorer:
             tool_probs=np.stack([r["tool_probs"] for r in reads]) if n else np.zeros((0, len(self.tool_ids))),
             ctr_prob=np.array([r["ctr_prob"] for r in reads]),
             parse_ok=np.array([r["parse_ok"] for r in reads], dtype=bool),
+            greedy_ok=np.array([r["greedy_ok"] for r in reads], dtype=bool),
             top_item=candidates[np.arange(n), best] if n else np.zeros(0, dtype=np.int64))
 
     def ctr_probability(self, instructions: Sequence[Instruction]) -> np.ndarray:
@@ -176,11 +190,13 @@ class VLMScorer:
         conf_logits = logits[:, self.conf_ids]
         conf_choice = self.conf_ids[conf_logits.argmax(dim=1)]
         conf_ok = torch.isin(logits.argmax(dim=1), self.conf_ids)
+        conf_mass = kind_mass(logits, self.conf_ids)
         # Stage 2: <conf_b> + " | Tools: " -> tool distribution.
         second = [[int(conf_choice[i])] + ids(f.mid) if f else [self.pad_id] for i, f in enumerate(frames)]
         logits2, cache, mask = self._extend(cache, mask, second, active=parsed)
         tool_logits = logits2[:, self.tool_ids]
         tool_ok = torch.isin(logits2.argmax(dim=1), self.tool_ids)
+        tool_mass = kind_mass(logits2, self.tool_ids)
         # Stage 3: the tools + " | Answer: " -> item / yes-no distribution.
         third, chosen_tools = [], []
         for i, (f, r) in enumerate(zip(frames, batch)):
@@ -207,6 +223,7 @@ class VLMScorer:
             yes_no = torch.softmax(answer_logits[i, self.yes_no_ids], dim=0)
             answer_kind = (self.yes_no_ids if r.task == "ctr" else self.item_ids)
             answer_ok = r.task == "explanation" or bool(torch.isin(answer_logits[i].argmax(), answer_kind))
+            answer_in_form = r.task == "explanation" or float(kind_mass(answer_logits[i:i + 1], answer_kind)) > KIND_MASS
             if f is None:
                 prefix = e.user_ids + ids(" " + r.thought)
                 conf_probs = np.full(tokens.CONF_BINS, np.nan)
@@ -218,7 +235,9 @@ class VLMScorer:
             rows.append({
                 "scores": scores, "candidates": cands, "conf_probs": conf_probs, "tool_probs": tool_probs,
                 "ctr_prob": float(yes_no[0]), "prefix": prefix,
-                "parse_ok": bool(f is not None and conf_ok[i] and tool_ok[i] and answer_ok)})
+                "parse_ok": bool(f is not None and (conf_ok[i] or conf_mass[i] > KIND_MASS)
+                                 and (tool_ok[i] or tool_mass[i] > KIND_MASS) and (answer_ok or answer_in_form)),
+                "greedy_ok": bool(f is not None and conf_ok[i] and tool_ok[i] and answer_ok)})
         return {"rows": rows, "pixel_values": pixel_values}
 
     # ------------------------------------------------------------------ model passes

@@ -99,7 +99,57 @@ def test_output_semantics(tiny_model, toy_images):
     assert np.allclose(out.tool_probs[ok].sum(axis=1), 1.0, atol=1e-5)
     assert ((out.ctr_prob > 0) & (out.ctr_prob < 1)).all()
     assert np.allclose(scorer.ctr_probability(records[5:6]), out.ctr_prob[5:6], atol=1e-6)
-    assert not out.parse_ok.all()  # an untrained model's argmax is rarely the right kind of token
+    assert not out.greedy_ok.all()  # an untrained model's argmax is rarely the right kind of token
+    assert (out.parse_ok >= out.greedy_ok).all()   # what greedy decoding emits in form always parses
+
+
+@pytest.mark.parametrize("item_mass, parses", [(0.8, True), (0.3, False)])
+def test_an_answer_parses_when_items_hold_most_mass_though_a_format_token_is_the_argmax(
+        tiny_model, toy_images, monkeypatch, item_mass, parses):
+    """The conf and tool reads are put in form (all mass on their kind); at the answer read </s> alone holds
+    1 - item_mass and the item tokens share item_mass evenly, so </s> is the argmax token either way:
+    greedy_ok is False, and parse_ok follows the item mass (KIND_MASS = 0.5)."""
+    model, processor = tiny_model
+    scorer = VLMScorer(model, processor, toy_images, TOOL_NAMES, batch_size=8)
+    eos = processor.tokenizer.eos_token_id
+    real_prefix, real_extend = VLMScorer._prefix_pass, VLMScorer._extend
+    reads = []
+
+    def only(logits, ids, mass=1.0, rest=None):
+        shaped = torch.full_like(logits, -1e9)
+        shaped[:, ids] = float(np.log(mass / len(ids)))
+        if rest is not None:
+            shaped[:, rest] = float(np.log(1 - mass))
+        return shaped
+
+    def prefix(self, rows, pixel_values):
+        logits, cache, mask = real_prefix(self, rows, pixel_values)
+        return only(logits, self.conf_ids), cache, mask
+
+    def extend(self, cache, mask, rows, active):
+        logits, cache, mask = real_extend(self, cache, mask, rows, active)
+        reads.append(1)
+        if len(reads) == 1:   # the tool read
+            return only(logits, self.tool_ids), cache, mask
+        return only(logits, self.item_ids, item_mass, eos), cache, mask   # the answer read
+
+    monkeypatch.setattr(VLMScorer, "_prefix_pass", prefix)
+    monkeypatch.setattr(VLMScorer, "_extend", extend)
+    records = [r for r in mixed_records() if r.task == "sequential" and parse_frame(r.thought)]
+    out = scorer.score(records)
+    assert len(reads) == 2 and len(records) >= 4
+    assert not out.greedy_ok.any()
+    assert out.parse_ok.all() if parses else not out.parse_ok.any()
+    # The candidate scores are read all the same: uniform over each row's candidates.
+    assert np.allclose(out.scores[0][np.isfinite(out.scores[0])], out.scores[0][0], atol=1e-4)
+
+
+def test_kind_mass():
+    from reasonrec.vlm.scoring import kind_mass
+
+    logits = torch.tensor([[0.0, 2.0, 1.0, 1.0, 1.0]])
+    expected = 3 * np.e / (1 + np.e ** 2 + 3 * np.e)
+    assert np.isclose(float(kind_mass(logits, torch.tensor([2, 3, 4]))[0]), expected, atol=1e-6)
 
 
 def test_explain_and_generate_thought_return_text(tiny_model, toy_images):
