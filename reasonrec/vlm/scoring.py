@@ -83,6 +83,13 @@ def kind_mass(logits: torch.Tensor, kind_ids: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=-1)[:, kind_ids].sum(dim=-1)
 
 
+def in_form(logits: torch.Tensor, kind_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([n] greedy, [n] parsed) at each row's read position: the argmax token is of the kind `kind_ids`;
+    that, or the kind holds more than KIND_MASS of the mass (the module docstring says why)."""
+    greedy = torch.isin(logits.argmax(dim=-1), kind_ids)
+    return greedy, greedy | (kind_mass(logits, kind_ids) > KIND_MASS)
+
+
 class VLMScorer:
     """Batched, left-padded, inference-mode scoring of instruction records."""
 
@@ -189,14 +196,12 @@ class VLMScorer:
         parsed = [f is not None for f in frames]
         conf_logits = logits[:, self.conf_ids]
         conf_choice = self.conf_ids[conf_logits.argmax(dim=1)]
-        conf_ok = torch.isin(logits.argmax(dim=1), self.conf_ids)
-        conf_mass = kind_mass(logits, self.conf_ids)
+        conf_greedy, conf_parsed = in_form(logits, self.conf_ids)
         # Stage 2: <conf_b> + " | Tools: " -> tool distribution.
         second = [[int(conf_choice[i])] + ids(f.mid) if f else [self.pad_id] for i, f in enumerate(frames)]
         logits2, cache, mask = self._extend(cache, mask, second, active=parsed)
         tool_logits = logits2[:, self.tool_ids]
-        tool_ok = torch.isin(logits2.argmax(dim=1), self.tool_ids)
-        tool_mass = kind_mass(logits2, self.tool_ids)
+        tool_greedy, tool_parsed = in_form(logits2, self.tool_ids)
         # Stage 3: the tools + " | Answer: " -> item / yes-no distribution.
         third, chosen_tools = [], []
         for i, (f, r) in enumerate(zip(frames, batch)):
@@ -222,8 +227,8 @@ class VLMScorer:
             scores = torch.log_softmax(cand_logits, dim=0).numpy()
             yes_no = torch.softmax(answer_logits[i, self.yes_no_ids], dim=0)
             answer_kind = (self.yes_no_ids if r.task == "ctr" else self.item_ids)
-            answer_ok = r.task == "explanation" or bool(torch.isin(answer_logits[i].argmax(), answer_kind))
-            answer_in_form = r.task == "explanation" or float(kind_mass(answer_logits[i:i + 1], answer_kind)) > KIND_MASS
+            answer_greedy, answer_parsed = ((True, True) if r.task == "explanation"
+                                            else map(bool, in_form(answer_logits[i:i + 1], answer_kind)))
             if f is None:
                 prefix = e.user_ids + ids(" " + r.thought)
                 conf_probs = np.full(tokens.CONF_BINS, np.nan)
@@ -235,9 +240,8 @@ class VLMScorer:
             rows.append({
                 "scores": scores, "candidates": cands, "conf_probs": conf_probs, "tool_probs": tool_probs,
                 "ctr_prob": float(yes_no[0]), "prefix": prefix,
-                "parse_ok": bool(f is not None and (conf_ok[i] or conf_mass[i] > KIND_MASS)
-                                 and (tool_ok[i] or tool_mass[i] > KIND_MASS) and (answer_ok or answer_in_form)),
-                "greedy_ok": bool(f is not None and conf_ok[i] and tool_ok[i] and answer_ok)})
+                "parse_ok": bool(f is not None and conf_parsed[i] and tool_parsed[i] and answer_parsed),
+                "greedy_ok": bool(f is not None and conf_greedy[i] and tool_greedy[i] and answer_greedy)})
         return {"rows": rows, "pixel_values": pixel_values}
 
     # ------------------------------------------------------------------ model passes

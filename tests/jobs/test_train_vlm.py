@@ -1,5 +1,6 @@
 """jobs/train_vlm.py through its real CLI on local Ray: 2 DeepSpeed workers, a killed worker, a resumed rerun,
-an artifact that loads and scores as reported, validation across the resume (best step exported), a ZeRO-3 variant, and config errors caught before Ray starts."""
+an artifact that loads and scores as reported, validation across the resume (best step exported), a ZeRO-3
+variant, and config errors caught before Ray starts."""
 
 from __future__ import annotations
 
