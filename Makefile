@@ -8,6 +8,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Two xdist workers: the tests marked `ray` run one at a time in one of them, the rest beside (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test venv clean report-quick
 
@@ -24,7 +26,7 @@ demo: venv
 	$(PY) jobs/score.py
 
 test: venv
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # make report-quick DATASET=ml-latest-small|beauty|sports|beauty-sports: the evaluation report end to end on real data
 # (../shared/data) with the tiny presets: every job reads configs/$(DATASET).yaml, then configs/overlays/quick.yaml

@@ -1,5 +1,11 @@
 """Shared fixtures: where the real data lives (and a skip with a reason when it does not), the jobs' CLI,
-and a real S3 endpoint (a moto server on 127.0.0.1, bucket rr-test)."""
+and a real S3 endpoint (a moto server on 127.0.0.1, bucket rr-test).
+
+Tests that start or join Ray (in process or through a job) are marked `ray`. `make test` runs the suite on two
+pytest-xdist workers: the `ray` tests one at a time in one worker (xdist group "ray": two Ray clusters on one
+machine break Ray Train, see tests/jobs/test_evaluate_real.py), everything else beside them. Every other test runs
+with RAY_ADDRESS set to a value Ray rejects at once, so a test that starts Ray without the mark fails instead of
+racing the ray group."""
 
 from __future__ import annotations
 
@@ -13,6 +19,29 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # CI and developer machines have ../shared beside the checkout; RR_SHARED_DATA points elsewhere if needed.
 SHARED_DATA = Path(os.environ.get("RR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+RAY_GROUP = "ray"                                    # the xdist group of every test marked `ray`
+NOT_A_RAY_TEST = "unmarked-test-started-ray--mark-it-pytest.mark.ray"   # RAY_ADDRESS outside `ray` tests
+USER_RAY_ADDRESS = os.environ.get("RAY_ADDRESS")     # the caller's own, restored for `ray` tests
+
+
+def pytest_collection_modifyitems(items):
+    """`ray` tests share one xdist group: one worker runs them one after another."""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture of the test is set up (session fixtures included): RAY_ADDRESS as the caller had it for
+    a `ray` test, else an address ray.init rejects in about a second ("Invalid address format: unmarked-...")."""
+    if item.get_closest_marker("ray"):
+        if USER_RAY_ADDRESS is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = USER_RAY_ADDRESS
+    else:
+        os.environ["RAY_ADDRESS"] = NOT_A_RAY_TEST
 
 
 @pytest.fixture(scope="session")

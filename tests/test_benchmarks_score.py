@@ -18,7 +18,7 @@ from reasonrec.router.config import Policy
 from tests.conftest import REPO_ROOT
 from tests.recommend.conftest import build_world
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def test_quick_run_reports_every_mode_and_pipeline(tmp_path):

@@ -7,6 +7,8 @@ import ray
 
 from actors.cluster import gpus_for
 
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
+
 
 def test_a_number_is_taken_as_given_and_auto_needs_a_cluster():
     assert gpus_for(0.5) == 0.5 and gpus_for(0, sharers=3) == 0.0

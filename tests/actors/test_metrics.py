@@ -11,6 +11,8 @@ import ray
 
 from reasonrec.recommend.stages import Answer
 
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
+
 
 def fake_answer() -> Answer:
     route = np.array(["tool", "tool", "vlm+tools"], dtype="<U9")

@@ -12,6 +12,8 @@ import pytest
 from actors.serve import Loader, Router, _http
 from reasonrec.serving import api
 
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
+
 
 class FailingTools:
     """Stands in for the in-ingress Tools: every call raises, the status reports a failed load."""

@@ -20,6 +20,8 @@ from reasonrec.recommend.evaluate import evaluate_requests
 from tests.conftest import REPO_ROOT
 from tests.recommend.conftest import build_world
 
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -35,6 +35,8 @@ from reasonrec.config import load_config
 from reasonrec.data.prepare_config import PrepareConfig
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
+
 DATASETS = ["ml-latest-small", "beauty", "sports", "beauty-sports"]
 MERGES = {"beauty-sports": ("beauty", "sports")}   # a merged set's run reads its domains' quick runs
 USERS, QUICK_USERS, VLM_STEPS = 80, 24, 4   # what the -quick configs say (checked below against the outputs)

@@ -35,6 +35,8 @@ from reasonrec.router.policy import ROUTES
 from tests.conftest import REPO_ROOT, run_job
 from tests.recommend.conftest import build_world
 
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
+
 DATE = "2026-11-22"
 PARTITION = f"run_date={DATE}"
 K = 5

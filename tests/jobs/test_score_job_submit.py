@@ -20,6 +20,8 @@ from reasonrec.publish import committed
 from tests.conftest import REPO_ROOT
 from tests.recommend.conftest import build_world
 
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
+
 
 def free_port() -> int:
     with socket.socket() as s:

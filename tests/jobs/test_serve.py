@@ -40,7 +40,7 @@ from tests.serving.conftest import CTR_TOOL, build_serve_world
 
 THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 
-pytestmark = pytest.mark.slow   # a world, a nightly run and a Serve app: ~2 min on 2 busy cores
+pytestmark = [pytest.mark.ray, pytest.mark.slow]   # a world, a nightly run and a Serve app: ~2 min on 2 busy cores
 
 DATE = "2026-11-22"
 K = 5

@@ -24,7 +24,7 @@ from tests.jobs.test_score import DATE, PARTITION, fingerprint, kill_session, le
 from tests.jobs.test_serve import free_port
 from tests.recommend.conftest import build_world
 
-pytestmark = pytest.mark.slow   # a world, a night and a Serve app started and stopped: ~2 min on 2 busy cores
+pytestmark = [pytest.mark.ray, pytest.mark.slow]   # a world, a night and a Serve app started and stopped: ~2 min on 2 busy cores
 
 
 @pytest.fixture(scope="module")

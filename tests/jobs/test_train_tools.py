@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from reasonrec.tools.base import load_tool
 from reasonrec.tools.data import ToolData
 from reasonrec.tools.training import ranking_ranks
+
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
 
 
 def test_trains_tools_in_parallel_and_writes_loadable_checkpoints(job, tmp_path):
