@@ -79,6 +79,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from reasonrec.vlm.deepspeed_config import build_engine
     from reasonrec.vlm.encode import EncodeStats, Pieces, encode_for_training
     from reasonrec.vlm.images import ItemImages
+    from reasonrec.vlm.distill import DistillBatch, Teacher
     from reasonrec.vlm.loss import supervised_loss
     from reasonrec.vlm.records import from_row
     from reasonrec.vlm.scoring import item_token_ids
@@ -109,6 +110,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     pieces, stats = Pieces(processor), EncodeStats()
     item_ids = item_token_ids(processor.tokenizer)
     history_labels = cfg.history_loss_weight > 0
+    teacher = Teacher(cfg.distill.tool, config["n_items"], device) if cfg.distill.tool else None
+    if teacher is not None and rank == 0:
+        print(f"[train] distilling {teacher.tool.name} ({cfg.distill.tool}) into the item tokens: weight "
+              f"{cfg.distill.weight}, T {cfg.distill.temperature}, answer {cfg.distill.answer}", flush=True)
     validator = Validator(cfg, config.get("validation"), engine, processor, images, config["tool_names"], device)
     track = ValidationTrack.from_dict(state.get("validation"), cfg.validation.metric)
     for _ in range(resumed_from * cfg.grad_accum):  # rows consumed before the checkpoint: read, never encoded
@@ -130,10 +135,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for row in rows:
                 row.pop("example")
             batch = encode_for_training([from_row(row) for row in rows], processor, images, cfg.model.max_length,
-                                        stats, pieces, history_labels=history_labels)
+                                        stats, pieces, history_labels=history_labels,
+                                        history_items=teacher is not None)
+            distill = None if teacher is None else DistillBatch.build(
+                teacher, batch, cfg.distill.weight, cfg.distill.temperature, cfg.distill.answer)
             batch = {k: v.to(device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
-            # Logits only where labels are (same loss, far cheaper), plus the history's next-item loss.
-            loss = supervised_loss(engine, batch, item_ids, cfg.history_loss_weight, cfg.answer_loss_weight)
+            # Logits only where labels are (same loss, far cheaper), plus the history's next-item loss and the
+            # teacher's distribution where one is set.
+            loss = supervised_loss(engine, batch, item_ids, cfg.history_loss_weight, cfg.answer_loss_weight,
+                                   distill)
             engine.backward(loss)
             engine.step()
             local["loss"] += loss.item()

@@ -62,6 +62,8 @@ def parse(argv: list[str] | None) -> TrainVLMConfig:
                    if getattr(cfg.model, key) and os.path.exists(getattr(cfg.model, key))}  # local, not an HF id
     if model_paths:
         updates["model"] = cfg.model.model_copy(update=model_paths)
+    if cfg.distill.tool:
+        updates["distill"] = cfg.distill.model_copy(update={"tool": absolute(cfg.distill.tool)})
     return cfg.model_copy(update=updates)
 
 

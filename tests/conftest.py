@@ -24,11 +24,13 @@ NOT_A_RAY_TEST = "unmarked-test-started-ray--mark-it-pytest.mark.ray"   # RAY_AD
 USER_RAY_ADDRESS = os.environ.get("RAY_ADDRESS")     # the caller's own, restored for `ray` tests
 
 
+@pytest.hookimpl(wrapper=True)   # before every plain hook, xdist's (it turns xdist_group marks into "@ray" ids)
 def pytest_collection_modifyitems(items):
     """`ray` tests share one xdist group: one worker runs them one after another."""
     for item in items:
         if item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+    return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -24,3 +24,5 @@ def test_an_unmarked_test_cannot_start_ray():
 def test_a_ray_test_sees_the_callers_address_and_joins_the_ray_group(request):
     assert os.environ.get("RAY_ADDRESS") == USER_RAY_ADDRESS
     assert request.node.get_closest_marker("xdist_group").args == ("ray",)
+    if os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup"):
+        assert request.node.nodeid.endswith("@ray"), request.node.nodeid   # xdist schedules it with the group

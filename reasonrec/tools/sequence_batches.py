@@ -191,3 +191,13 @@ class SequentialTool(Tool):
 
     def score_all_items(self, queries: Queries) -> torch.Tensor:
         return self.user_vectors(queries) @ self.module.items.all_items().T
+
+    @torch.no_grad()
+    def prefix_item_scores(self, history: torch.Tensor) -> torch.Tensor:
+        """[B, W, n_items]: scores of every item as the next one after each prefix of `history` [B, W]
+        (right-aligned, padded on the left with n_items; W <= max_len). The encoders are causal, so one pass
+        gives every prefix: a teacher's view of each position a student sees (reasonrec/vlm/distill.py)."""
+        self.module.eval()
+        if history.shape[1] > self.cfg.max_len:
+            raise ValueError(f"{self.name}: history width {history.shape[1]} is over max_len {self.cfg.max_len}")
+        return self.module(history.to(self.device)) @ self.module.items.all_items().T

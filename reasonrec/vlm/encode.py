@@ -208,13 +208,17 @@ def pixel_values_for(items: Sequence[int], processor, images: Mapping[int, objec
 
 def encode_for_training(instructions: Sequence[Instruction], processor, images: Mapping[int, object],
                         max_length: int, stats: EncodeStats | None = None,
-                        pieces: Pieces | None = None, history_labels: bool = False) -> dict[str, torch.Tensor]:
+                        pieces: Pieces | None = None, history_labels: bool = False,
+                        history_items: bool = False) -> dict[str, torch.Tensor]:
     """A right-padded training batch: input_ids, attention_mask, labels (+ pixel_values when any image).
 
     `images`: item_idx -> PIL image (an ItemImages); pixel_values rows follow the <image> blocks in batch
     order, as LlavaForConditionalGeneration expects. `stats` accumulates truncation counts.
     history_labels adds `item_labels`: at each history item token after the first, its item_idx (-100
     elsewhere), so the loss can train next-item prediction at every history position (SASRec's signal density).
+    history_items adds what a teacher needs (reasonrec/vlm/distill.py): `history_items` [B, H] the prompt's
+    history item_idx oldest first, `history_positions` [B, H] their token positions (both -100 past a row's
+    history), and `answer_positions` [B] the position of a sequential example's item answer (-100 otherwise).
     """
     pieces = pieces or Pieces(processor)
     examples = [encode_example(r, pieces, max_length) for r in instructions]
@@ -235,6 +239,8 @@ def encode_for_training(instructions: Sequence[Instruction], processor, images: 
             for position, item in e.history_items[1:]:
                 item_labels[row, position] = item
         batch["item_labels"] = item_labels
+    if history_items:
+        batch.update(history_tensors(instructions, examples))
     pixel_values = pixel_values_for([i for e in examples for i in e.image_items], processor, images)
     if pixel_values is not None:
         batch["pixel_values"] = pixel_values
@@ -244,3 +250,18 @@ def encode_for_training(instructions: Sequence[Instruction], processor, images: 
             stats.truncated_text += int(e.truncated_text)
             stats.dropped_images += e.dropped_images
     return batch
+
+
+def history_tensors(instructions: Sequence[Instruction], examples: Sequence[EncodedExample]
+                    ) -> dict[str, torch.Tensor]:
+    """history_items / history_positions [B, H] and answer_positions [B] (see encode_for_training)."""
+    width = max([len(e.history_items) for e in examples] + [1])
+    items = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    answers = torch.full((len(examples),), IGNORE_INDEX, dtype=torch.long)
+    for row, (record, e) in enumerate(zip(instructions, examples)):
+        for column, (position, item) in enumerate(e.history_items):
+            positions[row, column], items[row, column] = position, item
+        if record.task == "sequential" and e.history_items and record.answer.startswith("<item_"):
+            answers[row] = len(e.user_ids) + len(e.assistant_ids) - 2   # the answer token, just before </s>
+    return {"history_items": items, "history_positions": positions, "answer_positions": answers}

@@ -35,6 +35,9 @@ def check_inputs(cfg: TrainVLMConfig) -> None:
     tool = cfg.model.item_embedding_tool
     if tool and not open_fs(tool)[0].exists(join(open_fs(tool)[1], "tool.json")):
         raise SystemExit(f"model.item_embedding_tool {tool} is not a trained tool folder (no tool.json)")
+    teacher = cfg.distill.tool
+    if teacher and not open_fs(teacher)[0].exists(join(open_fs(teacher)[1], "tool.json")):
+        raise SystemExit(f"distill.tool {teacher} is not a trained tool folder (no tool.json)")
 
 
 def tool_folders(cfg: TrainVLMConfig) -> dict[str, str]:

@@ -44,6 +44,21 @@ class ValidationConfig(StrictModel):
     seed: int = Field(0, description="Seeds the validation user subset.")
 
 
+class DistillConfig(StrictModel):
+    """A trained sequential tool as a teacher (reasonrec/vlm/distill.py): its next-item distribution over the
+    whole catalogue at every history position of the prompt and at the answer of a sequential example."""
+
+    tool: str | None = Field(None, description=(
+        "Teacher: a trained sequential tool folder (jobs/train_tools.py output, e.g. <tools_dir>/sasrec+v); "
+        "null = no distillation."))
+    weight: float = Field(1.0, ge=0, description=(
+        "Weight of the distillation term (KL from the teacher to the VLM's item distribution, times T^2)."))
+    temperature: float = Field(1.0, gt=0, description=(
+        "Softmax temperature T of both distributions: above 1 passes more of the teacher's ranking below its top."))
+    answer: bool = Field(True, description=(
+        "Also distil at the answer of sequential examples (the position the router reads), not only the history."))
+
+
 class TrainVLMConfig(StrictModel):
     config_section = "train_vlm"   # its section in a sectioned file (configs/<dataset>.yaml)
     dataset: str = Field("artifacts/datasets/synthetic", description="Prepared dataset folder (local or s3://).")
@@ -102,6 +117,8 @@ class TrainVLMConfig(StrictModel):
     answer_loss_weight: float = Field(0.0, ge=0, description=(
         "Weight of an extra cross-entropy, over the item tokens, of the answer's item (the reading that ranks; "
         "in the assistant-turn mean it is one of ~20 tokens); 0 = none."))
+    distill: DistillConfig = Field(default_factory=DistillConfig, description=(
+        "A sequential tool's next-item distribution as a soft target for the VLM's item tokens (off by default)."))
     validation: ValidationConfig = Field(default_factory=ValidationConfig, description=(
         "Validation passes during training and best-step selection."))
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation after training.")

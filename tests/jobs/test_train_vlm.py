@@ -29,7 +29,8 @@ COMMON = ["cpus_per_worker=0.5", "batch_size=4", "log_every=1", "instructions.ta
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    """A prepared synthetic set and one briefly trained tool (BPR-MF) beside it, as train_tools lays it out."""
+    """A prepared synthetic set and one briefly trained tool (BPR-MF) beside it, as train_tools lays it out, plus a
+    briefly trained SASRec outside tools_dir: a distillation teacher."""
     from reasonrec.tools import TOOLS
     from reasonrec.tools.data import ToolData
 
@@ -42,6 +43,10 @@ def dataset(tmp_path_factory) -> Path:
     tool = cls(cls.config_class(epochs=3, embedding_dim=16, seed=0), 120, 150)
     tool.fit(ToolData.load(str(root / "ds")))
     tool.save(root / "tools" / "bpr_mf")
+    cls = TOOLS["sasrec"]
+    teacher = cls(cls.config_class(epochs=2, embedding_dim=16, n_heads=2, max_len=50, seed=0), 120, 150)
+    teacher.fit(ToolData.load(str(root / "ds")))
+    teacher.save(root / "teachers" / "sasrec")
     return root
 
 
@@ -71,7 +76,8 @@ def test_killed_worker_then_rerun_resumes_and_saves_a_model_that_scores_as_repor
     pids.mkdir()
     args = job_args(dataset, out, "max_steps=5", "checkpoint_every=2", "zero_stage=2", "num_workers=2",
                     "history_loss_weight=1.0", "instructions.cover_history=true", "validation.every=2",
-                    "validation.max_users=20")
+                    "validation.max_users=20", f"distill.tool={dataset / 'teachers' / 'sasrec'}",
+                    "distill.temperature=2.0")
     env = {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "REASONREC_TRAIN_HOLD": f"2:{pids}"}
     first = subprocess.Popen(args, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -92,6 +98,7 @@ def test_killed_worker_then_rerun_resumes_and_saves_a_model_that_scores_as_repor
 
     second = check(run(args))
     assert "resumed from step 2 of 5" in second.stdout + second.stderr
+    assert "distilling sasrec" in second.stdout + second.stderr and "T 2.0, answer True" in second.stdout + second.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     train, plan = metrics["train"], metrics["plan"]
     assert train["step"] == plan["total_steps"] == 5 and train["resumed_from"] == 2
@@ -177,7 +184,9 @@ def test_bad_config_fails_before_ray_starts(dataset, tmp_path):
     assert no_data.returncode != 0 and "is not prepared" in no_data.stderr
     no_tool = run(job_args(dataset, tmp_path / "x", "tools=[sasrec]"))
     assert no_tool.returncode != 0 and "tools ['sasrec'] not found" in no_tool.stderr
-    for result in (bad_key, bf16_cpu, no_data, no_tool):
+    not_a_teacher = run(job_args(dataset, tmp_path / "x", f"distill.tool={tmp_path / 'nothing'}"))
+    assert not_a_teacher.returncode != 0 and "is not a trained tool folder" in not_a_teacher.stderr
+    for result in (bad_key, bf16_cpu, no_data, no_tool, not_a_teacher):
         assert "Ray" not in result.stdout + result.stderr  # refused before ray.init
     assert not (tmp_path / "x").exists()
     assert time.perf_counter() - started < 60
