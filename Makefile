@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Two xdist workers: the tests marked `ray` run one at a time in one of them, the rest beside (tests/conftest.py).
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test venv clean report-quick
+.PHONY: demo test venv clean report-quick report-quick-models report-quick-evaluate
 
 venv: $(VENV)/.installed
 
@@ -43,17 +43,23 @@ Q_VLM = $(QUICK)/vlm/$(DATASET)
 Q_REPORT = $(QUICK)/reports/$(DATASET)
 Q_CONFIG = --config configs/$(DATASET).yaml --config configs/overlays/quick.yaml
 
-# DATASET=beauty-sports merges the two slices whole and compares with their quick models: run it after beauty and sports.
+# DATASET=beauty-sports merges the two slices whole and compares with their quick models: run it after beauty and sports
+# (its report-quick-models needs only their prepared slices; its report-quick-evaluate needs their quick models).
 ifneq ($(DATASET),beauty-sports)
 Q_CONFIG += --config configs/overlays/slice.yaml
 endif
 
-report-quick: venv
+report-quick: report-quick-models report-quick-evaluate
+
+# The first four jobs (the data, the tools, the VLM and its policy), then the report.
+report-quick-models: venv
 	rm -rf $(Q_DATA) $(Q_TOOLS) $(Q_VLM) $(Q_REPORT)
 	$(PY) jobs/prepare_data.py $(Q_CONFIG) paths.root=$(QUICK)
 	$(PY) jobs/train_tools.py $(Q_CONFIG) paths.root=$(QUICK)
 	$(PY) jobs/train_vlm.py $(Q_CONFIG) paths.root=$(QUICK)
 	$(PY) jobs/calibrate.py $(Q_CONFIG) paths.root=$(QUICK)
+
+report-quick-evaluate: venv
 	$(PY) jobs/evaluate.py $(Q_CONFIG) paths.root=$(QUICK) --quick
 
 clean:

@@ -5,7 +5,8 @@ Tests that start or join Ray (in process or through a job) are marked `ray`. `ma
 pytest-xdist workers: the `ray` tests one at a time in one worker (xdist group "ray": two Ray clusters on one
 machine break Ray Train, see tests/jobs/test_evaluate_real.py), everything else beside them. Every other test runs
 with RAY_ADDRESS set to a value Ray rejects at once, so a test that starts Ray without the mark fails instead of
-racing the ray group."""
+racing the ray group, and a worker running such a test lowers its priority (nice 19): the two workers share 2
+cores, and the ray group is both the longer one and the one with start-up deadlines."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ SHARED_DATA = Path(os.environ.get("RR_SHARED_DATA", REPO_ROOT.parent / "shared" 
 RAY_GROUP = "ray"                                    # the xdist group of every test marked `ray`
 NOT_A_RAY_TEST = "unmarked-test-started-ray--mark-it-pytest.mark.ray"   # RAY_ADDRESS outside `ray` tests
 USER_RAY_ADDRESS = os.environ.get("RAY_ADDRESS")     # the caller's own, restored for `ray` tests
+LOW_PRIORITY = 19                                    # niceness of an xdist worker once it runs a test not marked `ray`
 
 
 @pytest.hookimpl(wrapper=True)   # before every plain hook, xdist's (it turns xdist_group marks into "@ray" ids)
@@ -44,6 +46,9 @@ def pytest_runtest_setup(item):
             os.environ["RAY_ADDRESS"] = USER_RAY_ADDRESS
     else:
         os.environ["RAY_ADDRESS"] = NOT_A_RAY_TEST
+        if os.environ.get("PYTEST_XDIST_WORKER") and os.nice(0) < LOW_PRIORITY:
+            os.nice(LOW_PRIORITY - os.nice(0))   # yield the CPU to the ray group: it is the critical path and its
+            #                                      jobs wait on start-up deadlines (a Ray head, a Serve app)
 
 
 @pytest.fixture(scope="session")

@@ -90,10 +90,23 @@ def build_engine(cfg: TrainVLMConfig, plan: TrainPlan, base: str, n_items: int, 
     with tempfile.TemporaryDirectory() as tmp:
         model, processor = load_vlm(fetch_dir(base, tmp), model_cfg, n_items=n_items, tool_names=tool_names)
     optimizer = build_optimizer(model, cfg)
+    if not on_gpu and not cfg.cpu_shm_allreduce:
+        skip_cpu_shm_op()
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                            lr_scheduler=build_scheduler(optimizer, cfg, plan),
                                            config=deepspeed_config(cfg, on_gpu), dist_init_required=False)
     return engine, processor
+
+
+def skip_cpu_shm_op() -> None:
+    """DeepSpeed's CPU backend builds a shared-memory all-reduce op (C++, compiled on first use: ~70 s on 2 cores,
+    cached in ~/.cache/torch_extensions) when its communication backend starts. Marking the op incompatible makes
+    DeepSpeed use torch.distributed's (gloo) all-reduce instead: same results, no compiler run. Call before the
+    process's first deepspeed.initialize."""
+    import deepspeed.ops
+    from deepspeed.ops.op_builder.cpu.comm import ShareMemCommBuilder
+
+    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
 
 
 def consolidated_state_dict(checkpoint_dir: str | Path, tag: str | None = None) -> dict[str, torch.Tensor]:

@@ -87,6 +87,10 @@ class TrainVLMConfig(StrictModel):
     use_gpu: bool | Literal["auto"] = Field("auto", description=(
         "One GPU per worker (nccl); 'auto' = when the Ray cluster has GPUs. CPU workers use gloo."))
     zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage (0 = plain data parallel).")
+    cpu_shm_allreduce: bool = Field(True, description=(
+        "On CPU, DeepSpeed's shared-memory all-reduce op (compiled on first use, ~70 s, then cached in "
+        "~/.cache/torch_extensions); false = torch.distributed's gloo all-reduce, no compile (the quick overlay, "
+        "the tests)."))
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=(
         "'auto' = bf16 on GPU, fp32 on CPU; bf16 on CPU is refused (about 6x slower on AVX2)."))
     lr: float = Field(1e-3, gt=0, description=(

@@ -2,9 +2,10 @@
 -> calibrate -> evaluate --quick over configs/<dataset>.yaml with the tiny presets configs/overlays/quick.yaml (and
 configs/overlays/slice.yaml) — on seeded 80-user slices
 of ml-latest-small with its posters, Amazon Beauty and Amazon Sports (P5), read from ../shared/data, and on the
-Beauty + Sports merge of the two slices (started when both are done: its report compares with their models).
+Beauty + Sports merge of the two slices (`make report-quick-models` once both slices are prepared, alongside their
+runs; `make report-quick-evaluate` once both are done: its report compares with their models).
 
-The test runs the Makefile target itself, so the documented commands are the ones CI checks. The three data
+The test runs the Makefile targets themselves, so the documented commands are the ones CI checks. The data
 sets run at the same time and every Ray job joins one local cluster started here (RAY_ADDRESS): on 2 cores
 these jobs are mostly start-up (imports, Ray workers), and a fresh local cluster per job costs about 20 CPU
 seconds more per data set. Each test then reads what its data set's run left behind: the slice, the tools,
@@ -77,18 +78,25 @@ def quick_runs(tmp_path_factory) -> dict[str, dict]:
            "PYTHONUNBUFFERED": "1"}
     runs, started = {}, time.perf_counter()
 
-    def start(dataset: str) -> None:
+    def start(dataset: str, target: str = "report-quick") -> None:
         log = root / f"{dataset}.log"
         # -o: never (re)build the venv from here; PY: the interpreter running the tests.
-        command = ["make", "--no-print-directory", "-o", ".venv/.installed", "report-quick", f"DATASET={dataset}",
+        command = ["make", "--no-print-directory", "-o", ".venv/.installed", target, f"DATASET={dataset}",
                    f"QUICK={root}", f"PY={sys.executable}"]
-        with log.open("w") as out:
+        with log.open("a") as out:     # a merge's two phases write one log
             runs[dataset] = {"process": subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out,
                                                          stderr=subprocess.STDOUT, start_new_session=True),
                              "log": log, "root": root}
 
+    def stop(run: dict) -> None:
+        if "process" in run and run["process"].poll() is None:
+            os.killpg(run["process"].pid, signal.SIGKILL)
+            run["process"].wait()
+
+    # A merge runs `make report-quick-models` once its domains' slices are prepared (alongside their runs), then
+    # `make report-quick-evaluate` once their runs are done (its report compares with their models).
+    waiting = {d: "slices" for d in present if d in MERGES}
     try:
-        waiting = [d for d in present if d in MERGES]
         for dataset in present:
             if dataset not in MERGES:
                 start(dataset)
@@ -96,16 +104,27 @@ def quick_runs(tmp_path_factory) -> dict[str, dict]:
             for run in runs.values():
                 if "returncode" not in run and run["process"].poll() is not None:
                     run["returncode"] = run["process"].returncode
-            for merged in list(waiting):     # start a merge once its domains are done (or skip it if one failed)
-                codes = [runs[d].get("returncode") for d in MERGES[merged]]
-                if all(code == 0 for code in codes):
-                    start(merged)
-                    waiting.remove(merged)
-                elif any(code not in (None, 0) for code in codes):
-                    runs[merged] = {"returncode": f"not run: a domain failed ({dict(zip(MERGES[merged], codes))})",
+            for merged, phase in list(waiting.items()):
+                domains = MERGES[merged]
+                codes = [runs[d].get("returncode") for d in domains]
+                failed = {d: code for d, code in zip(domains, codes) if code not in (None, 0)}
+                if failed:
+                    if merged in runs:
+                        stop(runs[merged])
+                    runs[merged] = {"returncode": f"not run: a domain failed ({failed})",
                                     "log": root / f"{merged}.log", "root": root}
-                    runs[merged]["log"].write_text("")
-                    waiting.remove(merged)
+                    runs[merged]["log"].touch()
+                    del waiting[merged]
+                elif phase == "slices":
+                    if all((root / "datasets" / d / "prepare_report.json").exists() for d in domains):
+                        start(merged, "report-quick-models")
+                        waiting[merged] = "models"
+                elif "returncode" in runs[merged]:
+                    if runs[merged]["returncode"] != 0:
+                        del waiting[merged]                      # its own failure stands
+                    elif all(code == 0 for code in codes):
+                        start(merged, "report-quick-evaluate")
+                        del waiting[merged]
             if time.perf_counter() - started > 1200:
                 for run in runs.values():
                     run.setdefault("returncode", "timed out after 1200 s")
@@ -113,9 +132,7 @@ def quick_runs(tmp_path_factory) -> dict[str, dict]:
             time.sleep(1.0)
     finally:
         for run in runs.values():   # make and the jobs it started: one process group per data set
-            if run["process"].poll() is None:
-                os.killpg(run["process"].pid, signal.SIGKILL)
-                run["process"].wait()
+            stop(run)
         ray.shutdown()
         if auth is None:
             os.environ.pop("RAY_AUTH_MODE", None)

@@ -234,43 +234,32 @@ def read_local_partition(out: Path) -> tuple[pd.DataFrame, list[dict], dict]:
     return read_table(out), held_rows, summary
 
 
-def test_unknown_users_sharing_one_user_idx_lose_no_part(job, world, tmp_path):
-    """Issue 20's first repro: every batch of tonight's users starts with a user the upstream export gave
-    user_idx -1, so every batch has the same smallest user_idx. No part may overwrite another: the published
-    night holds every known user and every quarantined one, and the summary agrees with the files."""
+def test_unknown_users_sharing_one_user_idx_lose_no_part_and_a_user_listed_twice_is_scored_once(job, world,
+                                                                                              tmp_path):
+    """Issue 20's two repros in one night. First: every batch of tonight's users starts with a user the upstream
+    export gave user_idx -1, so every batch has the same smallest user_idx; no part may overwrite another: the
+    published night holds every known user and every quarantined one, and the summary agrees with the files.
+    Second: two users are listed twice more at the end; each user gets one ranked list (no rank written twice)
+    and the summary counts the two duplicate rows."""
     users = tonight_users(world)
     known = users.slice(0, 56)
     blocks = []
     for b in range(8):   # 8 blocks of 8 rows (batch_size=8): a ghost at -1, then 7 known users
         blocks += [pa.table({"user_id": [f"ghost-{b}"], "user_idx": [-1]}).cast(users.schema), known.slice(7 * b, 7)]
+    blocks.append(known.slice(1, 2))   # two known users, listed again
     tonight = tmp_path / "tonight.parquet"
     pq.write_table(pa.concat_tables(blocks), tonight)
 
     out = tmp_path / "recs"
-    job("score.py", *score_args(world, out), f"users={tonight}", "read_blocks=8")
+    result = job("score.py", *score_args(world, out), f"users={tonight}", "read_blocks=8")
+    assert f"2 repeated rows in {tonight} are scored once" in result.stdout
     table, held, summary = read_local_partition(out)
     check_table(table, Dataset.load(world.dataset), set(known["user_id"].to_pylist()))
+    assert len(table) == 56 * K
     assert sorted(h["user_id"] for h in held) == [f"ghost-{b}" for b in range(8)]
     assert all("user_idx -1 is outside" in h["reason"] for h in held)
     check_summary(summary, 56, quarantined=8)
-    assert summary["requested_users"] == 64 and summary["duplicate_users"] == 0 and summary["short_lists"] == 0
-
-
-def test_a_user_listed_twice_is_scored_once_and_counted(job, world, tmp_path):
-    """Issue 20's second repro: tonight's users list two of four users twice. Each user gets one ranked list
-    (no rank written twice) and the summary counts four users and two duplicate rows."""
-    users = tonight_users(world).slice(0, 4)
-    tonight = tmp_path / "tonight.parquet"
-    pq.write_table(pa.concat_tables([users, users.slice(1, 2)]), tonight)
-
-    out = tmp_path / "recs"
-    result = job("score.py", *score_args(world, out), f"users={tonight}")
-    assert f"2 repeated rows in {tonight} are scored once" in result.stdout
-    table, held, summary = read_local_partition(out)
-    check_table(table, Dataset.load(world.dataset), set(users["user_id"].to_pylist()))
-    assert held == [] and len(table) == 4 * K
-    check_summary(summary, 4)
-    assert summary["requested_users"] == 4 and summary["duplicate_users"] == 2
+    assert summary["requested_users"] == 66 and summary["duplicate_users"] == 2 and summary["short_lists"] == 0
 
 
 def test_a_users_file_with_a_null_id_is_refused_before_scoring(job, world, tmp_path):
@@ -298,22 +287,10 @@ def read_s3_partition(out: str) -> tuple[dict, pd.DataFrame, list[dict]]:
     return record, rows.sort_values(KEY).reset_index(drop=True), read(held).to_pylist() if held else []
 
 
-def test_s3_output(job, world, s3_endpoint):
-    out = "s3://rr-test/recs"
-    job("score.py", *score_args(world, out))
-
-    ds = Dataset.load(world.dataset)
-    record, table, held = read_s3_partition(out)
-    check_table(table, ds, set(ds.users["user_id"]))
-    assert held == [] and len(record["files"]) > 1
-    fs, root = open_fs(out)
-    check_summary(json.loads(fs.cat_file(f"{root}/_summaries/{PARTITION}.json")), ds.n_users)
-    assert fs.find(f"{root}/_staging") == [] and fs.find(f"{root}/_previous") == []
-
-
-def test_a_users_row_the_dataset_lacks_is_quarantined(job, world, s3_endpoint, tmp_path):
-    """Tonight's user list (an upstream export, `users=`) holds a user the dataset has never seen: that user is
-    quarantined with the reason, every other user is scored, and the night is published."""
+def test_s3_output_with_a_users_row_the_dataset_lacks_quarantined(job, world, s3_endpoint, tmp_path):
+    """A night published to S3 (moto on 127.0.0.1) whose user list (an upstream export, `users=`) holds a user the
+    dataset has never seen: that user is quarantined with the reason, every other user is scored, and the night
+    is committed: the record lists exactly the files there, no staging or previous folder is left."""
     users = pq.read_table(Path(world.dataset) / "users.parquet").select(["user_id", "user_idx"])
     n_users, ghost_idx = users.num_rows, users.num_rows + 1000
     ghost = pa.table({"user_id": ["ghost"], "user_idx": [ghost_idx]}).cast(users.schema)
@@ -328,8 +305,10 @@ def test_a_users_row_the_dataset_lacks_is_quarantined(job, world, s3_endpoint, t
     check_table(table, Dataset.load(world.dataset), set(users["user_id"].to_pylist()))
     assert [(h["user_id"], h["user_idx"]) for h in held] == [("ghost", ghost_idx)]
     assert f"user_idx {ghost_idx} is outside" in held[0]["reason"]
+    assert len(record["files"]) > 2                   # several table parts and the quarantine part
     fs, root = open_fs(out)
     check_summary(json.loads(fs.cat_file(f"{root}/_summaries/{PARTITION}.json")), n_users, quarantined=1)
+    assert fs.find(f"{root}/_staging") == [] and fs.find(f"{root}/_previous") == []
 
 
 def test_quarantined_rows_are_written_and_committed_on_s3(s3_endpoint):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import yaml
 
 from reasonrec.config import ConfigError, load_config
 from reasonrec.vlm.deepspeed_config import (build_optimizer, build_scheduler, consolidated_state_dict,
-                                            deepspeed_config, resolve_precision)
+                                            deepspeed_config, resolve_precision, skip_cpu_shm_op)
 from reasonrec.vlm.schedule import TrainPlan
 from reasonrec.vlm.train_config import TrainVLMConfig
 
@@ -130,6 +131,7 @@ def single_process_group():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    skip_cpu_shm_op()   # gloo's all-reduce: no C++ op compiled in the test process
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -171,3 +173,12 @@ def test_consolidated_state_dict_matches_the_trained_module(stage, single_proces
         assert tensor.dtype == torch.float32
         torch.testing.assert_close(tensor, trained[name])
         assert not torch.equal(tensor, before[name])  # it did train: the comparison is not vacuous
+
+
+def test_skipping_the_cpu_shm_op_means_no_build():
+    from deepspeed.comm.torch import build_shm_op
+
+    skip_cpu_shm_op()
+    started = time.perf_counter()
+    assert build_shm_op() is None                     # DeepSpeed falls back to torch.distributed's all-reduce
+    assert time.perf_counter() - started < 5          # and compiles nothing
