@@ -259,7 +259,7 @@ def test_unknown_users_sharing_one_user_idx_lose_no_part_and_a_user_listed_twice
     assert sorted(h["user_id"] for h in held) == [f"ghost-{b}" for b in range(8)]
     assert all("user_idx -1 is outside" in h["reason"] for h in held)
     check_summary(summary, 56, quarantined=8)
-    assert summary["requested_users"] == 66 and summary["duplicate_users"] == 2 and summary["short_lists"] == 0
+    assert summary["requested_users"] == 64 and summary["duplicate_users"] == 2 and summary["short_lists"] == 0
 
 
 def test_a_users_file_with_a_null_id_is_refused_before_scoring(job, world, tmp_path):

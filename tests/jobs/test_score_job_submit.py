@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +32,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
+def head():
     """A one-node Ray cluster (2 CPUs, dashboard + job server on 127.0.0.1) for this module."""
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     gcs, dashboard, agent_http, agent_grpc, metrics, runtime_env = (free_port() for _ in range(6))
-    temp = tmp_path_factory.mktemp("ray")
+    # A short temp dir of its own: Ray's Unix sockets live under it and must fit in 107 bytes (a pytest-xdist
+    # worker's tmp_path, /tmp/pytest-of-<user>/pytest-<n>/popen-gw<k>/..., can push them past it).
+    temp = Path(tempfile.mkdtemp(prefix="rr-ray-", dir="/tmp"))
     proc = subprocess.Popen([str(Path(bin_dir) / "ray"), "start", "--head", "--block", f"--port={gcs}",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
                              # Every port explicit: another Ray on this machine holds the defaults (e.g. 52365).
@@ -64,6 +68,7 @@ def head(tmp_path_factory):
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_job_submit_writes_the_table(head, tmp_path):
