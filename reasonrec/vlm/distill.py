@@ -49,15 +49,12 @@ class Teacher:
     def __init__(self, folder: str, n_items: int, device: torch.device | str = "cpu"):
         import tempfile
 
-        from reasonrec.io import open_fs
+        from reasonrec.io import fetch_dir
         from reasonrec.tools.base import load_tool
         from reasonrec.tools.sequence_batches import SequentialTool
 
-        fs, path = open_fs(folder)
-        with tempfile.TemporaryDirectory() as tmp:     # s3:// or local alike: the folder is small
-            local = f"{tmp}/teacher"
-            fs.get(path, local, recursive=True)
-            tool = load_tool(local).to(device)          # +V content features are a buffer in its weights
+        with tempfile.TemporaryDirectory() as tmp:     # an s3:// folder is downloaded first (it is small)
+            tool = load_tool(fetch_dir(folder, tmp)).to(device)   # +V content features are a buffer in its weights
         if not isinstance(tool, SequentialTool):
             raise SystemExit(f"distill.tool {folder} is a {type(tool).__name__}: the teacher must be a "
                              "sequential tool (sasrec, sasrec+v, lightsans, gru4rec, nextitnet)")

@@ -32,12 +32,9 @@ def check_inputs(cfg: TrainVLMConfig) -> None:
         raise SystemExit(f"dataset {cfg.dataset} has no split {cfg.split!r}")
     if cfg.tools_dir is not None:
         tool_folders(cfg)  # raises on a missing folder or tool
-    tool = cfg.model.item_embedding_tool
-    if tool and not open_fs(tool)[0].exists(join(open_fs(tool)[1], "tool.json")):
-        raise SystemExit(f"model.item_embedding_tool {tool} is not a trained tool folder (no tool.json)")
-    teacher = cfg.distill.tool
-    if teacher and not open_fs(teacher)[0].exists(join(open_fs(teacher)[1], "tool.json")):
-        raise SystemExit(f"distill.tool {teacher} is not a trained tool folder (no tool.json)")
+    for key, tool in (("model.item_embedding_tool", cfg.model.item_embedding_tool), ("distill.tool", cfg.distill.tool)):
+        if tool and not open_fs(tool)[0].exists(join(open_fs(tool)[1], "tool.json")):
+            raise SystemExit(f"{key} {tool} is not a trained tool folder (no tool.json)")
 
 
 def tool_folders(cfg: TrainVLMConfig) -> dict[str, str]:
