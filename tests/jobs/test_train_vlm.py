@@ -87,7 +87,9 @@ def test_killed_worker_then_rerun_resumes_and_saves_a_model_that_scores_as_repor
         deadline = time.monotonic() + 300
         while not (pids / "rank1.pid").exists():
             assert first.poll() is None, f"first run ended early ({first.returncode}):\n{first.stdout.read()[-4000:]}"
-            assert time.monotonic() < deadline, "no checkpoint at step 2 within 300 s"
+            if time.monotonic() > deadline:
+                first.kill()
+                pytest.fail(f"no checkpoint at step 2 within 300 s:\n{first.communicate()[0][-6000:]}")
             time.sleep(0.5)
         os.kill(int((pids / "rank1.pid").read_text()), signal.SIGKILL)  # one training worker dies mid-run
         log = first.communicate(timeout=120)[0]
