@@ -29,12 +29,14 @@ class Bootstrap(StrictModel):
         "jobs/train_vlm.py config that writes recommend.vlm_dir (null: a missing VLM is an error)."))
     train_vlm_overrides: list[str] = Field(
         default_factory=lambda: ["instructions.tasks=[sequential]", "tools=[sasrec,gru4rec,bpr_mf,lightgcn,two_tower]",
-                                 "max_steps=300", "checkpoint_every=300"],
-        description="key=value overrides for that job: a short sequential-only run for the demo.")
+                                 "max_steps=600", "checkpoint_every=600"],
+        description=("key=value overrides for that job: a short sequential-only run for the demo (SASRec distilled "
+                     "into it, as configs/synthetic.yaml's train_vlm section says)."))
     calibrate_config: str | None = Field("configs/synthetic.yaml", description=(
         "jobs/calibrate.py config that writes <vlm_dir>/policy.json (null: a missing policy is an error)."))
-    calibrate_overrides: list[str] = Field(default_factory=lambda: ["max_users=200"], description=(
-        "key=value overrides for that job."))
+    calibrate_overrides: list[str] = Field(default_factory=list, description=(
+        "key=value overrides for that job (none: every validation user; fusion weights and thresholds fit on 200 "
+        "users left the demo's routed answer below the tools' vote, see benchmarks/RESULTS.md)."))
 
 
 class ScoreConfig(StrictModel):
@@ -61,7 +63,8 @@ class ScoreConfig(StrictModel):
     eval_split: str | None = Field("loo", description=(
         "Split whose fixed 1+N test lists give tonight's offline check of the same pipeline (null: skip)."))
     eval_negatives: int = Field(99, ge=1, description="Which fixed lists the offline check reads: 99 -> 1+99.")
-    eval_users: int = Field(200, ge=1, description="Seeded test users in the offline check.")
+    eval_users: int = Field(1000, ge=1, description=(
+        "Seeded test users in the offline check (all of them when the split has fewer: the demo's 845)."))
     ray_address: str | None = Field(None, description=(
         "Ray cluster to join; null = the cluster of `ray job submit`, or a new local one."))
     read_blocks: int = Field(8, ge=1, description="Blocks the user table is split into (parallelism of the stream).")
