@@ -2,14 +2,11 @@
 and a real S3 endpoint (a moto server on 127.0.0.1, bucket rr-test).
 
 Tests that start or join Ray (in process or through a job) are marked `ray`. `make test` runs the suite on two
-pytest-xdist workers, and the `ray` tests run in two lanes (xdist groups), each one test at a time in one worker:
-`ray` and, for the two long Ray Train modules marked `ray(lane="train")`, `ray-train` (about 18 and 20 minutes
-on 2 cores). So at most two Ray clusters exist at once, and the two lanes start first (xdist hands out its largest
-work units first) while every other test fills the gaps. Two clusters side by side are safe for Ray Train as long
-as no test runs `ray start` without its own --temp-dir (see tests/jobs/test_evaluate_real.py). Every other test
-runs with RAY_ADDRESS set to a value Ray rejects at once, so a test that starts Ray without the mark fails instead
-of adding a third cluster, and a worker running such a test lowers its priority (nice 19): the lanes are the
-critical path and their jobs wait on start-up deadlines."""
+pytest-xdist workers: the `ray` tests one at a time in one worker (xdist group "ray": two Ray clusters on one
+machine break Ray Train, see tests/jobs/test_evaluate_real.py), everything else beside them. Every other test runs
+with RAY_ADDRESS set to a value Ray rejects at once, so a test that starts Ray without the mark fails instead of
+racing the ray group, and a worker running such a test lowers its priority (nice 19): the two workers share 2
+cores, and the ray group is both the longer one and the one with start-up deadlines."""
 
 from __future__ import annotations
 
@@ -23,7 +20,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # CI and developer machines have ../shared beside the checkout; RR_SHARED_DATA points elsewhere if needed.
 SHARED_DATA = Path(os.environ.get("RR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-RAY_LANES = {"ray": "ray", "train": "ray-train"}     # `ray(lane=...)` -> its xdist group; a bare `ray` is "ray"
+RAY_GROUP = "ray"                                    # the xdist group of every test marked `ray`
 NOT_A_RAY_TEST = "unmarked-test-started-ray--mark-it-pytest.mark.ray"   # RAY_ADDRESS outside `ray` tests
 USER_RAY_ADDRESS = os.environ.get("RAY_ADDRESS")     # the caller's own, restored for `ray` tests
 LOW_PRIORITY = 19                                    # niceness of an xdist worker once it runs a test not marked `ray`
@@ -31,14 +28,10 @@ LOW_PRIORITY = 19                                    # niceness of an xdist work
 
 @pytest.hookimpl(wrapper=True)   # before every plain hook, xdist's (it turns xdist_group marks into "@ray" ids)
 def pytest_collection_modifyitems(items):
-    """`ray` tests share their lane's xdist group: one worker runs a lane's tests one after another."""
+    """`ray` tests share one xdist group: one worker runs them one after another."""
     for item in items:
-        mark = item.get_closest_marker("ray")
-        if mark:
-            lane = mark.kwargs.get("lane", "ray")
-            if lane not in RAY_LANES:
-                raise pytest.UsageError(f"{item.nodeid}: pytest.mark.ray(lane={lane!r}): use one of {sorted(RAY_LANES)}")
-            item.add_marker(pytest.mark.xdist_group(RAY_LANES[lane]))
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
     return (yield)
 
 

@@ -20,7 +20,7 @@ from reasonrec.data.prepare import prepare
 from reasonrec.data.prepare_config import PrepareConfig
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.ray(lane="train")   # starts Ray Train runs: the xdist group "ray-train" (tests/conftest.py)
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
 
 # Small enough for 2 cores: 120 users x 150 items, two tasks, tiny model, a handful of steps.
 # cpu_shm_allreduce=false: gloo all-reduce, no compile of DeepSpeed's CPU op (~70 s the first time on a clean machine).
