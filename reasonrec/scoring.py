@@ -63,8 +63,8 @@ class ScoreConfig(StrictModel):
     eval_split: str | None = Field("loo", description=(
         "Split whose fixed 1+N test lists give tonight's offline check of the same pipeline (null: skip)."))
     eval_negatives: int = Field(99, ge=1, description="Which fixed lists the offline check reads: 99 -> 1+99.")
-    eval_users: int = Field(1000, ge=1, description=(
-        "Seeded test users in the offline check (all of them when the split has fewer: the demo's 845)."))
+    eval_users: int | None = Field(None, ge=1, description=(
+        "Seeded test users in the offline check; null = every test user (the demo's 845: 200 were too few to call)."))
     ray_address: str | None = Field(None, description=(
         "Ray cluster to join; null = the cluster of `ray job submit`, or a new local one."))
     read_blocks: int = Field(8, ge=1, description="Blocks the user table is split into (parallelism of the stream).")

@@ -32,9 +32,9 @@ def popularity_metrics(train_interactions, n_items: int, requests: Requests, ks:
                                                                  requests.user_idx)), ks)
 
 
-def offline_check(system: System, split: str, negatives: int, users: int, mode: str) -> dict:
+def offline_check(system: System, split: str, negatives: int, users: int | None, mode: str) -> dict:
     """The nightly job's offline check: tonight's answer path on the split's fixed test lists (targets held out
-    of every model's training), HR/NDCG of `mode` and of most-popular on the same seeded users. jobs/score.py
+    of every model's training), HR/NDCG of `mode` and of most-popular on the same seeded users (users None: all of them). jobs/score.py
     runs it as a Ray task beside the VLM actors."""
     from reasonrec.recommend.calibration import part_requests
     from reasonrec.tools.data import ToolData

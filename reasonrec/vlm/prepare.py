@@ -33,7 +33,10 @@ def check_inputs(cfg: TrainVLMConfig) -> None:
     if cfg.tools_dir is not None:
         tool_folders(cfg)  # raises on a missing folder or tool
     for key, tool in (("model.item_embedding_tool", cfg.model.item_embedding_tool), ("distill.tool", cfg.distill.tool)):
-        if tool and not open_fs(tool)[0].exists(join(open_fs(tool)[1], "tool.json")):
+        if not tool:
+            continue
+        fs, path = open_fs(tool)
+        if not fs.exists(join(path, "tool.json")):
             raise SystemExit(f"{key} {tool} is not a trained tool folder (no tool.json)")
 
 
