@@ -1,5 +1,6 @@
-"""Ray Data callables over `reasonrec.recommend`: each actor builds one Bundle from the resolved System in its
-constructor (Ray ships the System, a small frozen value, never a model) and reuses it for every batch.
+"""The nightly job's Ray code over `reasonrec.recommend`: the Ray Data pipeline (`score_night`), its callables and
+the offline check as a Ray task (`offline_check_on_ray`). Each actor builds one Bundle from the resolved System in
+its constructor (Ray ships the System, a small frozen value, never a model) and reuses it for every batch.
 
     users ─▶ CandidateScorer (CPU pool) ─▶ RouterScorer (VLM pool, GPU when present) ─▶ write_batch (tasks)
                   └─▶ <staging>/_quarantine/ (users that cannot be scored, written where they are found)
@@ -17,6 +18,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +26,11 @@ import pyarrow.compute as pc
 
 from reasonrec.recommend.parts import write_quarantine_part, write_table_part
 from reasonrec.recommend.table import quarantine_rows, table_rows
+
+if TYPE_CHECKING:
+    from reasonrec.recommend.completeness import RequestedUsers
+    from reasonrec.recommend.system import System
+    from reasonrec.scoring import ScoreConfig
 
 # The scoring stack (torch, faiss, the tools, the VLM) is imported by the actors' constructors, not here: a
 # write task's fresh worker imports this module to unpickle write_batch, and on 2 busy cores importing torch
@@ -146,3 +153,41 @@ def write_batch(batch: pa.Table, staging: str) -> pa.Table:
         "routes": [first["route"].to_pylist()], "latency": [first["latency"].to_pylist()],
         "sources": [first["source"].to_pylist()],
     })
+
+
+def score_night(cfg: ScoreConfig, system: System, staging: str, requested: RequestedUsers) -> list[dict]:
+    """Tonight's (de-duplicated) users through the streaming pipeline into `staging`; one stats row per written
+    part (the job checks them against the files, reasonrec.recommend.completeness.check_night). Makes tonight's
+    histories file first if a caller skipped the job's setup (a no-op when it is there)."""
+    import ray
+
+    from actors.cluster import gpus_for
+    from reasonrec.recommend.histories import ensure_histories
+
+    ensure_histories(system.dataset)
+    run_date = cfg.run_date.isoformat()
+    users = ray.data.from_arrow(requested.table).repartition(cfg.read_blocks)
+    scored = users.map_batches(
+        CandidateScorer, fn_constructor_kwargs={"system": system, "staging": staging, "run_date": run_date},
+        compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,
+        batch_size=cfg.batch_size, batch_format="numpy",
+    ).map_batches(
+        RouterScorer, fn_constructor_kwargs={"system": system, "k": cfg.k, "run_date": run_date, "mode": cfg.mode},
+        compute=ray.data.ActorPoolStrategy(size=cfg.vlm_actors), num_cpus=cfg.vlm_cpus,
+        num_gpus=gpus_for(cfg.vlm_gpus),
+        batch_size=cfg.batch_size, batch_format="pyarrow",
+    ).map_batches(write_batch, fn_kwargs={"staging": staging}, num_cpus=cfg.write_cpus, batch_size=None,
+                  batch_format="pyarrow")
+    return scored.take_all()
+
+
+def offline_check_on_ray(cfg: ScoreConfig, system: System) -> dict:
+    """reasonrec.recommend.evaluate.offline_check as one Ray task with the VLM actors' resources (a GPU when the
+    VLM pool has one), so the check runs where the night's VLM would."""
+    import ray
+
+    from actors.cluster import gpus_for
+    from reasonrec.recommend.evaluate import offline_check   # the scoring stack: imported only when needed
+
+    task = ray.remote(offline_check).options(num_cpus=cfg.vlm_cpus, num_gpus=gpus_for(cfg.vlm_gpus))
+    return ray.get(task.remote(system, cfg.eval_split, cfg.eval_negatives, cfg.eval_users, cfg.mode))

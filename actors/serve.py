@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
-from actors.cluster import gpus_for, keep_serve_replicas_on_loopback
+from actors.cluster import gpus_for, init_ray, joins_existing, keep_serve_replicas_on_loopback
 from reasonrec.config import load_config
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.system import System
@@ -49,6 +49,8 @@ keep_serve_replicas_on_loopback()   # runs in every replica process, which impor
 
 # Test hook: replicas wait to load until this file exists (so "not ready yet" can be observed).
 HOLD_ENV = "RR_SERVE_HOLD_LOAD"
+# Serve's throughput-optimized mode: read by every Serve process at import, so it must be set before Ray starts them.
+THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 
 
 def _reply(status: int, body: dict | None = None, detail: str | None = None, retry: bool = False) -> dict:
@@ -375,6 +377,21 @@ def build(cfg: ServeConfig, system: System):
     tools_options = deployment_options(cfg.tools, gpus_for(cfg.tools.num_gpus))
     tools = serve.deployment(Tools).options(name="Tools", **tools_options)
     return Router.options(**ingress).bind(tools.bind(cfg, system), vlm, system, guard=guard)
+
+
+def deploy(cfg: ServeConfig, system: System, **ray_init) -> str:
+    """Deploy the app on the current (or a new local) Ray cluster; returns its URL. Returns before the models
+    are loaded: GET <url>/readyz says when they are. ray_init: extra ray.init arguments for a new cluster."""
+    if not joins_existing(cfg.ray_address):
+        os.environ[THROUGHPUT_ENV] = "1" if cfg.throughput_optimized else "0"
+    elif cfg.throughput_optimized and os.environ.get(THROUGHPUT_ENV) != "1":
+        # A job's driver inherits the cluster's environment: without the variable here, Serve runs without it.
+        print(f"[serve] throughput_optimized: {THROUGHPUT_ENV}=1 is not in this process's environment; Serve's "
+              "processes use the mode only if the cluster's `ray start` had it (ray_cluster.yaml does)", flush=True)
+    init_ray(cfg.ray_address, **ray_init)
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.run(build(cfg, system), name=cfg.app_name, route_prefix=cfg.route_prefix)
+    return f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
 
 
 def app(args: dict[str, str]):

@@ -13,9 +13,9 @@ A. Quality and cost per mode, one run, same users, one Bundle: a seeded subset o
    mode. The goal: routed users/s >= 2x vlm+tools at >= 97 % of its HR@5. Thresholds come from
    <vlm_dir>/policy.json (calibrated on the valid part; never tuned here).
 B. Throughput of tonight's pipeline (routed, no targets) on the first --pipeline-users users: the real Ray Data
-   pipeline of jobs/score.py (`score_users`) with 1 candidate + 1 VLM actor, then 2 + 2, every actor on
+   pipeline of jobs/score.py (`actors.recommend.score_night`) with 1 candidate + 1 VLM actor, then 2 + 2, every actor on
    --actor-cpus CPUs; and one process without Ray doing the same work (gather -> retrieve_candidates ->
-   score_tools -> answer -> ranked -> table_rows -> Parquet). Ray is timed around `score_users` only (ray.init
+   score_tools -> answer -> ranked -> table_rows -> Parquet). Ray is timed around `score_night` only (ray.init
    not counted; actor start-up and model loading inside the actors are); the single process includes its
    Bundle load, shown separately too.
 
@@ -157,11 +157,12 @@ def single_process(system: System, n_users: int, batch_size: int, k: int, out: P
 
 
 def ray_pipeline(system: System, args, actors: int, staging: Path) -> dict:
-    """jobs/score.py's score_users with `actors` candidate and `actors` VLM actors, timed around that call."""
+    """The nightly job's score_night with `actors` candidate and `actors` VLM actors, timed around that call."""
     import ray
 
-    from jobs.score import check_night, score_users, summarise, users_uri
-    from reasonrec.recommend.completeness import read_requested
+    from actors.recommend import score_night
+    from reasonrec.recommend.completeness import check_night, read_requested
+    from reasonrec.recommend.summary import summarise
     from reasonrec.scoring import ScoreConfig
 
     gpus = ray.cluster_resources().get("GPU", 0)
@@ -172,8 +173,8 @@ def ray_pipeline(system: System, args, actors: int, staging: Path) -> dict:
                       write_cpus=args.actor_cpus)
     staging.mkdir(parents=True)
     load, started = round(os.getloadavg()[0], 1), time.perf_counter()
-    requested = read_requested(users_uri(cfg), cfg.max_users)
-    parts = score_users(cfg, system, str(staging), requested)
+    requested = read_requested(cfg.users_uri, cfg.max_users)
+    parts = score_night(cfg, system, str(staging), requested)
     seconds = time.perf_counter() - started
     check_started = time.perf_counter()
     on_disk = check_night(str(staging), requested, cfg.k, parts)   # the job's commit gate, timed on its own
@@ -200,7 +201,7 @@ def compare_pipelines(system: System, args) -> dict:
         (Path(tmp) / "single").mkdir()
         single = single_process(system, args.pipeline_users, args.pipeline_batch_size, args.k, Path(tmp) / "single")
     return {"users": single["users"], "batch_size": args.pipeline_batch_size, "k": args.k, "mode": "routed",
-            "ray_cpus": args.ray_cpus, "timed": "Ray: score_users() only (ray.init/shutdown not counted; actor "
+            "ray_cpus": args.ray_cpus, "timed": "Ray: score_night() only (ray.init/shutdown not counted; actor "
             "start-up and model loading in the actors counted); single process: Bundle load + loop",
             "ray_1x1": one, "ray_2x2": two, "single_process": single,
             "ratios": {"ray_2x2_vs_1x1_rows_per_second": round(two["rows_per_second"] / one["rows_per_second"], 3),

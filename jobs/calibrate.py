@@ -4,12 +4,12 @@
     python jobs/calibrate.py --config configs/ml-latest-small.yaml objective=latency_budget target=0.05
     ray job submit --working-dir . -- python jobs/calibrate.py --config configs/ml-latest-small.yaml
 
-First, on the same validation rows: the tool route's tool becomes the ranking tool with the best NDCG@5
-(choose_best_tool), and the VLM+tools fusion weights (the refined VLM ranking and every pool tool's scores,
-reasonrec.router.fusion) are fit by a logistic regression (fit_fusion); both go into policy.json.
-Then every validation row (or a seeded subset, max_users) is answered on each route — the best tool alone, the VLM
-alone, the VLM after consulting tools — by the same stages the nightly job runs, so each row's hit@5 and each
-route's latency are known. A grid search (reasonrec.router.calibrate) then picks the thresholds with the best
+First the tool route's tool becomes the ranking tool with the best validation NDCG@5 (choose_best_tool; tools
+only). Then every validation row (or a seeded subset, max_users) is answered on each route — the best tool alone,
+the VLM alone, the VLM after consulting tools — by the same stages the nightly job runs, once, so each row's hit@5
+and each route's latency are known. From the same pass the VLM+tools fusion weights (the refined VLM ranking and
+every pool tool's scores, reasonrec.router.fusion) are fit by a logistic regression (fit_fusion) and those rows
+re-merged with them (no second VLM pass); tool and weights go into policy.json. A grid search (reasonrec.router.calibrate) then picks the thresholds with the best
 HR@5 under the delegation-share target or the latency budget; they are written to <vlm_dir>/policy.json,
 stamped with the model version (a policy never applies to other weights), and a report to <out>.
 
@@ -27,7 +27,8 @@ import time
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
 from reasonrec.recommend.bundle import Bundle
-from reasonrec.recommend.calibration import CalibrateConfig, fusion_examples, part_requests, tool_metrics
+from reasonrec.recommend.calibration import (CalibrateConfig, fusion_examples, part_requests, tool_metrics,
+                                             with_fusion)
 from reasonrec.recommend.outcomes import PartOutcomes, collect
 from reasonrec.recommend.system import System, resolve, with_router
 from reasonrec.router.calibrate import calibrate, evaluate
@@ -43,11 +44,11 @@ def setup(cfg: CalibrateConfig) -> tuple[System, Bundle, ToolData]:
     return system, Bundle(system), data
 
 
-def choose(cfg: CalibrateConfig, system: System, bundle: Bundle, requests) -> tuple[System, Bundle, dict]:
-    """The best validation tool as the tool route's tool, then the fusion weights fit with it in the pool; the
-    system and bundle that answer with both, and what was chosen (for the report)."""
+def choose_tool(cfg: CalibrateConfig, system: System, bundle: Bundle, requests) -> tuple[System, Bundle, dict]:
+    """The best validation tool as the tool route's tool (tools only, no VLM pass); the system and bundle that
+    answer with it, fusion off (the weights are fit on this system's refined answers), and what was chosen."""
     chosen: dict = {}
-    router = system.router
+    router = system.router.model_copy(update={"fusion": None})
     if cfg.choose_best_tool:
         metrics = tool_metrics(bundle, requests)
         best = max(metrics, key=lambda name: (metrics[name]["NDCG@5"], metrics[name]["HR@5"]))
@@ -56,22 +57,27 @@ def choose(cfg: CalibrateConfig, system: System, bundle: Bundle, requests) -> tu
         print(f"[calibrate] tool route: {best} (validation NDCG@5 {metrics[best]['NDCG@5']:.4f}; configured "
               f"{router.best_tool.get('sequential')})", flush=True)
         router = router.model_copy(update={"best_tool": {**router.best_tool, "sequential": best}})
-    if cfg.fit_fusion:
-        system = with_router(system, router.model_copy(update={"fusion": None}))
-        bundle = Bundle(system)
-        examples = fusion_examples(bundle, requests, cfg.batch_size)
-        if examples is None:
-            chosen["fusion_skipped"] = "no VLM+tools row whose refined pass parsed: the refined ranking stands alone"
-            print(f"[calibrate] WARNING: fusion not fit: {chosen['fusion_skipped']}", file=sys.stderr, flush=True)
-        else:
-            fusion = fit_fusion(*examples, cfg.fusion_regularisation)
-            chosen["fusion"] = fusion.model_dump()
-            print(f"[calibrate] fusion weights on {fusion.n_rows} rows: {fusion.moved_by(examples[2])}", flush=True)
-            router = router.model_copy(update={"fusion": fusion})
     if router != system.router:
         system = with_router(system, router)
         bundle = Bundle(system)
     return system, bundle, chosen
+
+
+def fuse(cfg: CalibrateConfig, outcomes: PartOutcomes, requests, router: RouterConfig,
+         chosen: dict) -> tuple[PartOutcomes, RouterConfig]:
+    """Fit the VLM+tools fusion weights on the refined rows the outcomes pass kept and re-merge those rows with
+    them (no second VLM pass); the outcomes and the router the threshold search and the policy then use."""
+    if not cfg.fit_fusion:
+        return outcomes, router
+    examples = fusion_examples(outcomes, requests)
+    if examples is None:
+        chosen["fusion_skipped"] = "no VLM+tools row whose refined pass parsed: the refined ranking stands alone"
+        print(f"[calibrate] WARNING: fusion not fit: {chosen['fusion_skipped']}", file=sys.stderr, flush=True)
+        return outcomes, router
+    fusion = fit_fusion(*examples, cfg.fusion_regularisation)
+    chosen["fusion"] = fusion.model_dump()
+    print(f"[calibrate] fusion weights on {fusion.n_rows} rows: {fusion.moved_by(examples[2])}", flush=True)
+    return with_fusion(outcomes, requests, fusion), router.model_copy(update={"fusion": fusion})
 
 
 def search(cfg: CalibrateConfig, outcomes: PartOutcomes, version: str, router: RouterConfig) -> Policy:
@@ -149,15 +155,16 @@ def main(argv: list[str] | None = None) -> dict:
     version = system.model_version
     requests = part_requests(data, cfg.part, cfg.max_users, cfg.seed)
     print(f"[calibrate] {version}: {len(requests)} {cfg.split}/{cfg.part} rows, tools {list(bundle.tools)}", flush=True)
-    system, bundle, chosen = choose(cfg, system, bundle, requests)
-    outcomes = collect(bundle, requests, cfg.batch_size,
+    system, bundle, chosen = choose_tool(cfg, system, bundle, requests)
+    outcomes = collect(bundle, requests, cfg.batch_size, keep_refine_inputs=cfg.fit_fusion,
                        progress=lambda done, total: print(f"[calibrate] scored {done}/{total} rows", flush=True))
     if any(outcomes.vlm_failures.values()):  # those rows carry the tool's answer on the VLM routes
         print(f"[calibrate] WARNING: VLM passes failed on {outcomes.vlm_failures} rows", file=sys.stderr)
-    policy = search(cfg, outcomes, version, bundle.router)
+    outcomes, router = fuse(cfg, outcomes, requests, bundle.router, chosen)
+    policy = search(cfg, outcomes, version, router)
     policy_uri = policy.save(cfg.recommend.vlm_dir)
     Policy.load(cfg.recommend.vlm_dir, version)  # what the nightly job will read back
-    report = build_report(cfg, outcomes, policy, bundle.router, policy_uri, time.perf_counter() - started, chosen)
+    report = build_report(cfg, outcomes, policy, router, policy_uri, time.perf_counter() - started, chosen)
     out = save(cfg, report)
     print(markdown(report) + f"Report: {out}/calibration.{{json,md}}")
     return report

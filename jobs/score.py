@@ -5,7 +5,7 @@
     ray start --head && RAY_AUTH_MODE=token ray job submit --working-dir . -- \
         python jobs/score.py --config configs/ml-latest-small.yaml out=s3://bucket/recs
 
-Pipeline (Ray Data, streaming, bounded memory):
+Pipeline (Ray Data, streaming, bounded memory; its Ray code is actors/recommend.py's score_night):
 
     tonight's users (user_id, user_idx; read, checked and de-duplicated by the driver)
       ─▶ CandidateScorer actors (CPU): each batch's histories + EH read from the row groups of
@@ -33,20 +33,15 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-import ray
-
-from actors.cluster import gpus_for, init_ray, stop_on_signals
-from actors.recommend import CandidateScorer, RouterScorer, write_batch
+from actors.cluster import init_ray, stop_on_signals
+from actors.recommend import offline_check_on_ray, score_night
 from reasonrec.cli import job_parser, resolve_config
 from reasonrec.io import join, open_fs
 from reasonrec.publish import Publication, clean_stale_staging
-from reasonrec.recommend.system import System, resolve
-from reasonrec.recommend.completeness import (IncompleteNight, NightOnDisk, RequestedUsers, read_requested,
-                                              verify_staging)
+from reasonrec.recommend.completeness import IncompleteNight, check_night, read_requested
 from reasonrec.recommend.histories import ensure_histories
-from reasonrec.router.answer import answer_sources
-from reasonrec.router.policy import ROUTES
+from reasonrec.recommend.summary import summarise, write_summary
+from reasonrec.recommend.system import resolve
 from reasonrec.scoring import ScoreConfig
 
 JOBS = Path(__file__).resolve().parent
@@ -103,79 +98,7 @@ def tools_out(train_tools_config: str | None) -> str | None:
     return load_config(TrainToolsConfig, train_tools_config).out
 
 
-# ------------------------------------------------------------------------------------------------------- run
-
-def score_users(cfg: ScoreConfig, system: System, staging: str, requested: RequestedUsers) -> list[dict]:
-    """The streaming pipeline over tonight's (de-duplicated) users; returns one stats row per written part.
-    Makes tonight's histories file first if a caller skipped the setup (a no-op when it is there)."""
-    ensure_histories(system.dataset)
-    run_date = cfg.run_date.isoformat()
-    users = ray.data.from_arrow(requested.table).repartition(cfg.read_blocks)
-    scored = users.map_batches(
-        CandidateScorer, fn_constructor_kwargs={"system": system, "staging": staging, "run_date": run_date},
-        compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,
-        batch_size=cfg.batch_size, batch_format="numpy",
-    ).map_batches(
-        RouterScorer, fn_constructor_kwargs={"system": system, "k": cfg.k, "run_date": run_date, "mode": cfg.mode},
-        compute=ray.data.ActorPoolStrategy(size=cfg.vlm_actors), num_cpus=cfg.vlm_cpus,
-        num_gpus=gpus_for(cfg.vlm_gpus),
-        batch_size=cfg.batch_size, batch_format="pyarrow",
-    ).map_batches(write_batch, fn_kwargs={"staging": staging}, num_cpus=cfg.write_cpus, batch_size=None,
-                  batch_format="pyarrow")
-    return scored.take_all()
-
-
-# ------------------------------------------------------------------------------------------------------ save
-
-def check_night(staging: str, requested: RequestedUsers, k: int, parts: list[dict]) -> NightOnDisk:
-    """The commit gate: the staging folder read back (every requested user exactly once, scored or quarantined),
-    and the write tasks' statistics agreeing with it (they feed the route shares and latencies)."""
-    on_disk = verify_staging(staging, requested, k)
-    reported = (sum(p["users"] for p in parts), sum(p["rows"] for p in parts))
-    if reported != (on_disk.users, on_disk.rows):
-        raise IncompleteNight(f"{staging}: the write tasks reported (users, rows) = {reported}, the files hold "
-                              f"{(on_disk.users, on_disk.rows)}")
-    return on_disk
-
-
-def summarise(cfg: ScoreConfig, parts: list[dict], system: System, seconds: float, check: dict | None,
-              requested: RequestedUsers, on_disk: NightOnDisk) -> dict:
-    routes = np.array([r for p in parts for r in p["routes"]], dtype=str)
-    latency = np.array([x for p in parts for x in p["latency"]], dtype=float)
-    sources = np.array([s for p in parts for s in p["sources"]], dtype=str)
-    users, rows = on_disk.users, on_disk.rows
-    per_route = {}
-    for route in ROUTES:
-        on = latency[routes == route]
-        per_route[route] = ({f"p{q}": round(float(np.percentile(on, q)) * 1e3, 3) for q in (50, 95, 99)}
-                            if len(on) else {})
-    return {
-        "run_date": cfg.run_date.isoformat(), "dataset": system.dataset, "model_version": system.model_version,
-        "mode": cfg.mode, "policy": None if system.policy is None else system.policy.model_dump(mode="json"),
-        "requested_users": requested.n, "duplicate_users": requested.duplicates,
-        "users": users, "rows": rows, "quarantined": on_disk.quarantined, "short_lists": on_disk.short_lists,
-        "vlm_failures": int((sources == "tool_fallback").sum()),
-        # per route, the share answered by a parsed VLM output ("vlm") or by a fallback (router/answer.py)
-        "answer_sources": answer_sources(routes, sources),
-        "route_shares": {r: round(float((routes == r).mean()), 4) if users else 0.0 for r in ROUTES},
-        "latency_ms_per_user": per_route, "parts": on_disk.files,
-        "scoring_seconds": round(seconds, 3), "users_per_second": round(users / seconds, 2) if seconds else None,
-        "rows_per_second": round(rows / seconds, 2) if seconds else None, "offline_check": check,
-    }
-
-
-def users_uri(cfg: ScoreConfig) -> str:
-    return cfg.users or join(cfg.recommend.dataset, "users.parquet")
-
-
-def write_summary(cfg: ScoreConfig, summary: dict) -> str:
-    fs, root = open_fs(cfg.out)
-    path = join(root, "_summaries", f"run_date={cfg.run_date.isoformat()}.json")
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "w") as f:
-        json.dump(summary, f, indent=2)
-    return path
-
+# --------------------------------------------------------------------------------------------- run and save
 
 def main(argv: list[str] | None = None) -> dict:
     args = job_parser(__doc__).parse_args(argv)
@@ -183,20 +106,18 @@ def main(argv: list[str] | None = None) -> dict:
     ensure_artifacts(cfg)
     system = resolve(cfg.recommend)
     try:
-        requested = read_requested(users_uri(cfg), cfg.max_users)
+        requested = read_requested(cfg.users_uri, cfg.max_users)
     except ValueError as e:
         raise SystemExit(f"[score] {e}") from None
     if requested.duplicates:
-        print(f"[score] {requested.duplicates} repeated rows in {users_uri(cfg)} are scored once (first row "
+        print(f"[score] {requested.duplicates} repeated rows in {cfg.users_uri} are scored once (first row "
               f"kept), e.g. user_id {requested.duplicate_examples}", flush=True)
     init_ray(cfg.ray_address)
     stop_on_signals()   # after ray.init, which installs a handler of its own that aborts the process
 
     check = None
     if cfg.eval_split is not None:
-        from reasonrec.recommend.evaluate import offline_check   # the scoring stack: imported only when needed
-        check_task = ray.remote(offline_check).options(num_cpus=cfg.vlm_cpus, num_gpus=gpus_for(cfg.vlm_gpus))
-        check = ray.get(check_task.remote(system, cfg.eval_split, cfg.eval_negatives, cfg.eval_users, cfg.mode))
+        check = offline_check_on_ray(cfg, system)
         print(f"[score] offline check ({check['protocol']} {check['split']} test, {check['users']} users, "
               f"{cfg.mode}): HR@5={check['HR@5']:.4f} NDCG@5={check['NDCG@5']:.4f}; most-popular "
               f"HR@5={check['most_popular']['HR@5']:.4f}"
@@ -211,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[score] deleted a killed run's staging folder {uri}", flush=True)
     started = time.perf_counter()
     try:
-        parts = score_users(cfg, system, staging, requested)
+        parts = score_night(cfg, system, staging, requested)
         seconds = time.perf_counter() - started
         on_disk = check_night(staging, requested, cfg.k, parts)
     except IncompleteNight as e:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from reasonrec.config import StrictModel
+from reasonrec.io import join
 from reasonrec.recommend.config import RecommendConfig
 
 
@@ -81,3 +82,8 @@ class ScoreConfig(StrictModel):
     stale_staging_hours: float = Field(24.0, gt=0, description=(
         "Staging folders of OTHER nights untouched this long are a killed run's and are deleted at start "
         "(a killed attempt at tonight's partition is deleted whatever its age: one writer per partition)."))
+
+    @property
+    def users_uri(self) -> str:
+        """Tonight's users file: `users`, or the dataset's users.parquet."""
+        return self.users or join(self.recommend.dataset, "users.parquet")

@@ -3,13 +3,16 @@
 The router's thresholds only decide which of three answers a row gets (the best tool's, the VLM's, the VLM's
 after consulting tools), so each row is answered all three ways once by the one outcomes loop
 (reasonrec.recommend.outcomes.collect: the same `score_tools` / `answer` code the nightly job and the Serve app
-run, with the route forced) and its hit@5 and latency are kept per route. A threshold setting is then scored
-from these arrays without touching a model again (reasonrec.router.calibrate).
+run, with the route forced) and its hit@5 and latency are kept per route. The same pass keeps what the vlm+tools
+rows were merged from: the fusion weights are fit on it (`fusion_examples`) and the vlm+tools answers re-merged
+with them (`with_fusion`), so the VLM runs once per row and route. A threshold setting is then scored from these
+arrays without touching a model again (reasonrec.router.calibrate).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -20,6 +23,10 @@ from reasonrec.recommend.requests import Requests, split_requests
 from reasonrec.router.calibrate import DEFAULT_GRID
 from reasonrec.tools.data import ToolData
 from reasonrec.vlm.instructions import _evidence_array, read_split_evidence
+
+if TYPE_CHECKING:   # the scoring stack (faiss, the VLM) is imported where a row is scored, not with the config
+    from reasonrec.recommend.outcomes import PartOutcomes
+    from reasonrec.router.fusion import FusionWeights
 
 
 
@@ -90,25 +97,40 @@ def tool_metrics(bundle, requests: Requests, batch_size: int = 256) -> dict[str,
             for name, r in ranks.items()}
 
 
-def fusion_examples(bundle, requests: Requests, batch_size: int = 64):
-    """(refined VLM scores [n, C], pool tool scores [n, T, C], pool names, candidates, targets) of every row on
-    the VLM+tools route whose refined pass parsed: what the fusion weights are fit on; None when there is none."""
-    from reasonrec.recommend.stages import answer, score_tools
+def fusion_examples(outcomes: PartOutcomes, requests: Requests):
+    """(refined VLM scores [n, C], pool tool scores [n, T, C], pool names, candidates, targets) of every row whose
+    refined pass parsed, from what collect(keep_refine_inputs=True) kept of the vlm+tools answers: what the
+    fusion weights are fit on; None when there is none (no consult pool, or no refined pass parsed)."""
+    kept = outcomes.refine_inputs
+    if kept is None or not kept.parse_ok.any():
+        return None
+    rows = kept.rows[kept.parse_ok]
+    return (kept.vlm_scores[kept.parse_ok], kept.tool_scores[kept.parse_ok], list(kept.names),
+            requests.candidates[rows], requests.targets[rows])
 
-    vlm, tools, candidates, targets, names = [], [], [], [], None
-    for start in range(0, len(requests), batch_size):
-        req = requests.take(np.arange(start, min(start + batch_size, len(requests))))
-        got = answer(bundle, req, score_tools(bundle, req), "vlm+tools", keep_refine_inputs=True)
-        for part in got.refine_inputs or []:
-            keep = np.asarray(part.parse_ok, dtype=bool)
-            names = part.names
-            vlm.append(part.vlm_scores[keep])
-            tools.append(part.tool_scores[keep])
-            candidates.append(req.candidates[part.rows[keep]])
-            targets.append(req.targets[part.rows[keep]])
-    if names is None or not sum(len(v) for v in vlm):
-        return None   # no consult pool, or no refined pass parsed: nothing to fit on
-    return (np.concatenate(vlm), np.concatenate(tools), names, np.concatenate(candidates), np.concatenate(targets))
+
+def with_fusion(outcomes: PartOutcomes, requests: Requests, fusion: FusionWeights) -> PartOutcomes:
+    """The outcomes with each parsed vlm+tools row re-merged under `fusion` (router.refine.merge, the code the
+    routed answer runs), from the kept refine inputs: the same answer a second VLM+tools pass with these weights
+    gives, without running the VLM again. Rows whose refined pass did not parse keep their fallback answer."""
+    from reasonrec.recommend.outcomes import outcome_of
+    from reasonrec.router.refine import merge
+
+    kept = outcomes.refine_inputs
+    if kept is None:
+        raise ValueError("with_fusion needs the refine inputs: collect(..., keep_refine_inputs=True)")
+    ok = kept.parse_ok
+    rows = kept.rows[ok]
+    req = requests.take(rows)
+    merged = merge(kept.vlm_scores[ok], req.candidates, np.ones(len(rows), dtype=bool), kept.tool_scores[ok],
+                   np.ones(kept.tool_scores[ok].shape[:2], dtype=bool), fusion, kept.names)
+    before = outcomes.answers["vlm+tools"]
+    fused = outcome_of(merged.scores, req, before.latency[rows])
+    rank, top1 = before.rank.copy(), before.top1.copy()
+    rank[rows], top1[rows] = fused.rank, fused.top1
+    answers = {name: (replace(got, rank=rank, top1=top1) if got is before else got)
+               for name, got in outcomes.answers.items()}
+    return replace(outcomes, answers=answers)
 
 
 def split_eh(data: ToolData) -> np.ndarray:

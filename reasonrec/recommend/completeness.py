@@ -144,6 +144,18 @@ def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDi
                        short_lists=int((scored & (rows_per_user < k)).sum()), files=len(table_files))
 
 
+
+def check_night(staging: str, requested: RequestedUsers, k: int, parts: list[dict]) -> NightOnDisk:
+    """The commit gate: the staging folder read back (every requested user exactly once, scored or quarantined),
+    and the write tasks' statistics (one dict per part: users, rows) agreeing with it (they feed the summary's
+    route shares and latencies)."""
+    on_disk = verify_staging(staging, requested, k)
+    reported = (sum(p["users"] for p in parts), sum(p["rows"] for p in parts))
+    if reported != (on_disk.users, on_disk.rows):
+        raise IncompleteNight(f"{staging}: the write tasks reported (users, rows) = {reported}, the files hold "
+                              f"{(on_disk.users, on_disk.rows)}")
+    return on_disk
+
 def _read(fs, path: str, columns: list[str]) -> pa.Table:
     with fs.open(path, "rb") as f:
         return pq.read_table(f, columns=columns)

@@ -20,7 +20,7 @@ from reasonrec.metrics.ranking import rank_of_target
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.requests import Requests
 from reasonrec.recommend.stages import Mode, answer, score_tools
-from reasonrec.router.answer import answer_sources
+from reasonrec.router.answer import RefineInputs, answer_sources
 from reasonrec.router.config import ToolSelection
 from reasonrec.router.policy import ROUTES, Thresholds, decide
 
@@ -62,6 +62,9 @@ class PartOutcomes:
     best_tool: str = ""
     vlm_failures: dict[str, int] = field(default_factory=dict)
     tool_names: list[str] = field(default_factory=list)   # the ranking tools loaded: the best first, then the pool
+    # What the vlm+tools rows were merged from (rows index these outcomes), kept when collect is asked to:
+    # calibration fits the fusion weights on them and re-merges without a second VLM pass.
+    refine_inputs: RefineInputs | None = None
 
     def __len__(self) -> int:
         return len(self.user_idx)
@@ -116,12 +119,13 @@ def outcome_of(scores: np.ndarray, requests: Requests, latency: np.ndarray, rout
 
 def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections: Sequence[ToolSelection] = (),
             progress: Callable[[int, int], None] | None = None, modes: Sequence[Mode] = FORCED,
-            warm_up: bool = True) -> PartOutcomes:
+            warm_up: bool = True, keep_refine_inputs: bool = False) -> PartOutcomes:
     """Answer every row in each of `modes` (default: every forced route; answers keyed by ANSWER_OF_MODE), and
     on VLM+tools once per extra consult mode in `selections` (the router's own mode is the vlm+tools route
     itself, not re-run); progress(done, total) after each batch. warm_up: one untimed row first, so model
     loading does not land on the first batch's latency. Latency is each row's share of its batch's wall time
-    per stage (Answer.latency), so it depends on batch_size."""
+    per stage (Answer.latency), so it depends on batch_size. keep_refine_inputs: also keep what the vlm+tools
+    rows were merged from (PartOutcomes.refine_inputs)."""
     if (requests.targets < 0).any():
         raise ValueError("collect needs targets (a split's fixed lists, not tonight's requests)")
     router = bundle.router
@@ -133,10 +137,16 @@ def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections
             answer(bundle, first, first_tools, mode)
     parts: list[dict[str, object]] = []
     failures: dict[str, int] = {}
+    refined: list[RefineInputs] = []
     for start in range(0, len(requests), batch_size):
         req = requests.take(np.arange(start, min(start + batch_size, len(requests))))
         tools = score_tools(bundle, req)
-        got = {ANSWER_OF_MODE[mode]: answer(bundle, req, tools, mode) for mode in modes}
+        got = {ANSWER_OF_MODE[mode]: answer(bundle, req, tools, mode,
+                                            keep_refine_inputs=keep_refine_inputs and mode == "vlm+tools")
+               for mode in modes}
+        for kept in (got["vlm+tools"].refine_inputs or []) if "vlm+tools" in got else []:
+            refined.append(RefineInputs(start + kept.rows, kept.vlm_scores, kept.tool_scores, kept.names,
+                                        np.asarray(kept.parse_ok, dtype=bool)))
         for mode in extra:
             got[f"select/{mode}"] = answer(bundle, req, tools, "vlm+tools",
                                            router=router.model_copy(update={"tool_selection": mode}))
@@ -161,7 +171,7 @@ def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections
         parse_ok=_cat([p["parse_ok"] for p in parts], bool),
         answers={name: _cat_outcomes([p[src] for p in parts]) for name, src in names.items()},
         best_tool=next(iter(bundle.tools), ""), vlm_failures={n: failures.get(src, 0) for n, src in names.items()},
-        tool_names=list(bundle.tools))
+        tool_names=list(bundle.tools), refine_inputs=_cat_refined(refined) if keep_refine_inputs else None)
 
 
 def _cat(arrays: list, dtype: type) -> np.ndarray:
@@ -172,3 +182,15 @@ def _cat_outcomes(parts: list) -> Outcome:
     return Outcome(_cat([p.rank for p in parts], np.int64), _cat([p.top1 for p in parts], np.int64),
                    _cat([p.latency for p in parts], np.float64), _cat([p.route for p in parts], str),
                    _cat([p.source for p in parts], str))
+
+
+def _cat_refined(parts: list[RefineInputs]) -> RefineInputs | None:
+    """One RefineInputs over every batch (None when no row reached the refine pass)."""
+    if not parts:
+        return None
+    width = max(p.vlm_scores.shape[1] for p in parts)
+    if any(p.vlm_scores.shape[1] != width or p.names != parts[0].names for p in parts):
+        raise ValueError("refine inputs of one collect must share the candidate width and the consult pool")
+    return RefineInputs(np.concatenate([p.rows for p in parts]), np.concatenate([p.vlm_scores for p in parts]),
+                        np.concatenate([p.tool_scores for p in parts]), list(parts[0].names),
+                        np.concatenate([p.parse_ok for p in parts]))

@@ -31,14 +31,13 @@ import ray
 import requests
 from ray import serve
 
-from actors.serve import HOLD_ENV
+from actors.serve import HOLD_ENV, THROUGHPUT_ENV
 from reasonrec.publish import committed
 from reasonrec.serving.config import ServeConfig
 from tests.conftest import REPO_ROOT, run_job
 from tests.serving import fuzz
 from tests.serving.conftest import CTR_TOOL, build_serve_world
 
-THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]   # a world, a nightly run and a Serve app: ~2 min on 2 busy cores
 
@@ -78,7 +77,7 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     hold = root / "release-models"
     os.environ[HOLD_ENV] = str(hold)   # inherited by the Ray processes started below
-    os.environ[THROUGHPUT_ENV] = "1"   # what jobs/serve.py sets before the Ray it starts (the default config)
+    os.environ[THROUGHPUT_ENV] = "1"   # what actors/serve.py's deploy sets before the Ray it starts (the default config)
     ray.init(num_cpus=4, include_dashboard=False)
     try:
         world = build_serve_world(root / "world")

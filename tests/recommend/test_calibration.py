@@ -3,16 +3,20 @@ validation row answered on every route, hits checked against a hand count; calib
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from reasonrec.metrics.ranking import rank_of_target
 from reasonrec.recommend.bundle import Bundle
-from reasonrec.recommend.calibration import CalibrateConfig, part_requests, split_eh
+from reasonrec.recommend.calibration import (CalibrateConfig, fusion_examples, part_requests, split_eh,
+                                             with_fusion)
 from reasonrec.recommend.config import RecommendConfig
 from reasonrec.recommend.outcomes import collect, target_columns
 from reasonrec.recommend.stages import score_tools
-from reasonrec.recommend.system import resolve
+from reasonrec.recommend.system import resolve, with_router
+from reasonrec.router.fusion import fit_fusion
 from reasonrec.router.policy import ROUTES
 
 N_USERS = 24
@@ -125,3 +129,46 @@ def test_config_checks(world):
                          ({"recommend": {"vlm_dir": None}}, "nothing to calibrate")]:
         with pytest.raises(ValueError, match=message):
             CalibrateConfig.model_validate({**base, **bad})
+
+
+def _always_parsed(bundle: Bundle) -> Bundle:
+    """The tiny test VLM rarely emits a well-formed refined answer; mark every read parsed (its scores kept) so
+    the fusion path runs on every row."""
+    score = bundle.scorer.score
+
+    def parsed(instructions):
+        out = score(instructions)
+        return replace(out, parse_ok=np.ones(len(out.parse_ok), dtype=bool))
+
+    bundle.scorer.score = parsed
+    return bundle
+
+
+def test_with_fusion_gives_the_answers_of_a_second_pass_with_the_weights(world):
+    """Calibration scores each row once: the fusion weights are fit on the refine inputs that pass kept and the
+    vlm+tools rows re-merged with them. That must equal answering again with the weights in the router."""
+    system = resolve(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config", device="cpu"))
+    requests = part_requests(world.data, "valid", max_users=N_USERS, seed=3)
+    first = collect(_always_parsed(Bundle(system)), requests, batch_size=10, keep_refine_inputs=True)
+    kept = first.refine_inputs
+    assert np.array_equal(np.sort(kept.rows), np.arange(N_USERS)) and kept.names == ["sasrec", "bpr_mf"]
+    examples = fusion_examples(first, requests)
+    assert examples is not None and len(examples[0]) == N_USERS
+    fusion = fit_fusion(*examples, 1.0)
+    fused = with_fusion(first, requests, fusion)
+
+    weighted = with_router(system, system.router.model_copy(update={"fusion": fusion}))
+    again = collect(_always_parsed(Bundle(weighted)), requests, batch_size=10)
+    for route in ROUTES:
+        assert np.array_equal(fused.answers[route].rank, again.answers[route].rank), route
+        assert np.array_equal(fused.answers[route].top1, again.answers[route].top1), route
+    # Not vacuous: the weights moved some target, and only on the vlm+tools route.
+    assert not np.array_equal(fused.answers["vlm+tools"].rank, first.answers["vlm+tools"].rank)
+    assert np.array_equal(fused.answers["vlm"].rank, first.answers["vlm"].rank)
+
+
+def test_with_fusion_needs_the_kept_inputs_and_nothing_parsed_fits_nothing(setup):
+    _, requests, out = setup   # collected without keep_refine_inputs
+    assert out.refine_inputs is None and fusion_examples(out, requests) is None
+    with pytest.raises(ValueError, match="keep_refine_inputs"):
+        with_fusion(out, requests, None)
