@@ -12,7 +12,7 @@ from reasonrec.recommend.config import RecommendConfig
 from reasonrec.router.config import Policy, PolicyVersionError
 from tests.recommend.conftest import build_world
 
-# Not marked `ray`: jobs/calibrate.py runs without Ray (the conftest guard fails a test here that starts it).
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
 
 GRIDS = ["tau_low=[0.0, 0.3, 0.6, 0.9]", "tau_tool=[0.0, 0.5]", "tau_conf=[0.0, 0.5, 1.0]"]
 

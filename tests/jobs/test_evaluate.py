@@ -20,7 +20,7 @@ from reasonrec.recommend.evaluate import evaluate_requests
 from tests.conftest import REPO_ROOT
 from tests.recommend.conftest import build_world
 
-# Not marked `ray`: jobs/evaluate.py runs without Ray (the conftest guard fails a test here that starts it).
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

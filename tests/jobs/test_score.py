@@ -35,9 +35,7 @@ from reasonrec.router.policy import ROUTES
 from tests.conftest import REPO_ROOT, run_job
 from tests.recommend.conftest import build_world
 
-# The tests that start Ray are marked `ray` (xdist group "ray", tests/conftest.py); the CLI's refusals and the
-# writer's S3 half run beside them.
-RAY = pytest.mark.ray
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
 
 DATE = "2026-11-22"
 PARTITION = f"run_date={DATE}"
@@ -123,7 +121,6 @@ def check_summary(summary: dict, n_users: int, quarantined: int = 0) -> None:
                                 {"vlm", "tool_vote", "vlm_unparsed", "tool_fallback"}), route
 
 
-@RAY
 def test_routed_table_then_rerun_with_a_killed_vlm_actor_is_identical(job, world, first_night, tmp_path):
     out = copy_night(first_night, tmp_path)
     ds = Dataset.load(world.dataset)
@@ -184,7 +181,6 @@ def kill_session(sid: int, timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
-@RAY
 def test_sigkilled_run_keeps_last_night_and_a_rerun_with_a_killed_candidate_actor_commits(job, world, first_night,
                                                                                           tmp_path):
     out = copy_night(first_night, tmp_path)
@@ -238,7 +234,6 @@ def read_local_partition(out: Path) -> tuple[pd.DataFrame, list[dict], dict]:
     return read_table(out), held_rows, summary
 
 
-@RAY
 def test_unknown_users_sharing_one_user_idx_lose_no_part_and_a_user_listed_twice_is_scored_once(job, world,
                                                                                               tmp_path):
     """Issue 20's two repros in one night. First: every batch of tonight's users starts with a user the upstream
@@ -267,7 +262,6 @@ def test_unknown_users_sharing_one_user_idx_lose_no_part_and_a_user_listed_twice
     assert summary["requested_users"] == 64 and summary["duplicate_users"] == 2 and summary["short_lists"] == 0
 
 
-@RAY
 def test_a_users_file_with_a_null_id_is_refused_before_scoring(job, world, tmp_path):
     tonight = tmp_path / "tonight.parquet"
     pq.write_table(pa.table({"user_id": ["user_0000001", None], "user_idx": [0, 1]}), tonight)
@@ -293,7 +287,6 @@ def read_s3_partition(out: str) -> tuple[dict, pd.DataFrame, list[dict]]:
     return record, rows.sort_values(KEY).reset_index(drop=True), read(held).to_pylist() if held else []
 
 
-@RAY
 def test_s3_output_with_a_users_row_the_dataset_lacks_quarantined(job, world, s3_endpoint, tmp_path):
     """A night published to S3 (moto on 127.0.0.1) whose user list (an upstream export, `users=`) holds a user the
     dataset has never seen: that user is quarantined with the reason, every other user is scored, and the night

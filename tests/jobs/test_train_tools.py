@@ -11,10 +11,9 @@ from reasonrec.tools.base import load_tool
 from reasonrec.tools.data import ToolData
 from reasonrec.tools.training import ranking_ranks
 
-# The tests that start Ray are marked `ray` (xdist group "ray", tests/conftest.py).
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
 
 
-@pytest.mark.ray
 def test_trains_tools_in_parallel_and_writes_loadable_checkpoints(job, tmp_path):
     dataset, out = tmp_path / "ds", tmp_path / "tools"
     job("prepare_data.py", "--config", "configs/synthetic.yaml", f"out={dataset}",
@@ -44,7 +43,6 @@ def test_unknown_tool_fails_before_training(job, tmp_path):
     assert result.returncode != 0 and "unknown tool 'nosuchtool'" in (result.stderr + result.stdout)
 
 
-@pytest.mark.ray
 def test_evaluate_sampled_and_none_skip_the_full_catalogue(job, tmp_path):
     """evaluate=sampled keeps the 1+N lists (no full-ranking column, no most-popular row); evaluate=none writes
     loadable checkpoints with no test numbers at all."""

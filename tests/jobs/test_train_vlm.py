@@ -20,8 +20,7 @@ from reasonrec.data.prepare import prepare
 from reasonrec.data.prepare_config import PrepareConfig
 from tests.conftest import REPO_ROOT
 
-# The tests that start Ray are marked `ray` (xdist group "ray", tests/conftest.py); the refusals, which exit
-# before ray.init, run beside them.
+pytestmark = pytest.mark.ray   # starts or joins Ray: the xdist group "ray" (tests/conftest.py)
 
 # Small enough for 2 cores: 120 users x 150 items, two tasks, tiny model, a handful of steps.
 # cpu_shm_allreduce=false: gloo all-reduce, no compile of DeepSpeed's CPU op (~70 s the first time on a clean machine).
@@ -71,7 +70,6 @@ def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.ray
 def test_killed_worker_then_rerun_resumes_and_saves_a_model_that_scores_as_reported(dataset, tmp_path):
     """One worker killed after the step-2 checkpoint; the rerun resumes there. The run trains with the dense
     history loss and validates every 2 steps: the curve spans both runs (2 before the kill, 4 and 5 after),
@@ -158,7 +156,6 @@ def test_killed_worker_then_rerun_resumes_and_saves_a_model_that_scores_as_repor
 
 
 @pytest.mark.slow
-@pytest.mark.ray
 def test_zero3_runs_end_to_end(dataset, tmp_path):
     out = tmp_path / "z3"
     from safetensors.torch import load_file
