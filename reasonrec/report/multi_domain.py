@@ -91,7 +91,8 @@ def training_notes(tools_dir: str, names: Sequence[str]) -> dict[str, str]:
         if not epochs:
             continue
         last = epochs[-1]
-        if cfg.get("max_train_seconds") is not None and last.get("seconds", 0) > cfg["max_train_seconds"]:
+        if last.get("stopped_by_budget") or (cfg.get("max_train_seconds") is not None
+                                             and last.get("seconds", 0) > cfg["max_train_seconds"]):
             why = "time budget"
         elif cfg.get("epochs") is not None and last["epoch"] >= cfg["epochs"]:
             why = "epoch budget"

@@ -39,7 +39,9 @@ class ToolConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout inside the model, where it has any.")
     patience: int = Field(3, ge=1, description="Epochs without a better validation metric before stopping.")
-    max_train_seconds: float = Field(600.0, gt=0, description="Wall-clock budget for one fit; the best epoch so far is kept.")
+    max_train_seconds: float = Field(600.0, gt=0, description=(
+        "Wall-clock budget for one fit's training steps, checked after every step (an epoch may end early); the "
+        "best epoch so far, the partial one included, is kept."))
     seed: int = Field(0, description="Seeds torch and numpy for initialisation and batch order.")
     use_content: bool = Field(False, description=(
         "'+V' variant: complement item id embeddings with the dataset's item content features."))

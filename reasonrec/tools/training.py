@@ -59,9 +59,11 @@ def fit_tool(tool: "Tool", data: ToolData) -> list[dict[str, Any]]:
     history: list[dict[str, Any]] = []
     best_metric, best_state, stale = -np.inf, None, 0
     started = time.perf_counter()
+    deadline = started + cfg.max_train_seconds
     for epoch in range(1, cfg.epochs + 1):
         tool.module.train()
         losses = []
+        out_of_time = False
         for batch in tool.training_batches(data, rng):
             batch = {key: value.to(tool.device, non_blocking=True) for key, value in batch.items()}
             loss = tool.loss(batch)
@@ -71,15 +73,21 @@ def fit_tool(tool: "Tool", data: ToolData) -> list[dict[str, Any]]:
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            # The budget is checked every step, not only between epochs: one epoch of a large data set can
+            # outlast it. The partial epoch is validated like a whole one and kept if it is the best.
+            if time.perf_counter() > deadline:
+                out_of_time = True
+                break
         metric_name, metric = validation_metric(tool, data)
         elapsed = time.perf_counter() - started
         history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                        metric_name: metric, "seconds": round(elapsed, 2)})
+                        metric_name: metric, "seconds": round(elapsed, 2), "steps": len(losses),
+                        **({"stopped_by_budget": True} if out_of_time else {})})
         if metric > best_metric + 1e-6:
             best_metric, best_state, stale = metric, copy.deepcopy(tool.module.state_dict()), 0
         else:
             stale += 1
-        if stale >= cfg.patience or elapsed > cfg.max_train_seconds:
+        if stale >= cfg.patience or out_of_time or elapsed > cfg.max_train_seconds:
             break
     if best_state is not None:
         tool.module.load_state_dict(best_state)
