@@ -120,10 +120,10 @@ def with_fusion(outcomes: PartOutcomes, requests: Requests, fusion: FusionWeight
     if kept is None:
         raise ValueError("with_fusion needs the refine inputs: collect(..., keep_refine_inputs=True)")
     ok = kept.parse_ok
-    rows = kept.rows[ok]
+    rows, tool_scores = kept.rows[ok], kept.tool_scores[ok]
     req = requests.take(rows)
-    merged = merge(kept.vlm_scores[ok], req.candidates, np.ones(len(rows), dtype=bool), kept.tool_scores[ok],
-                   np.ones(kept.tool_scores[ok].shape[:2], dtype=bool), fusion, kept.names)
+    merged = merge(kept.vlm_scores[ok], req.candidates, np.ones(len(rows), dtype=bool), tool_scores,
+                   np.ones(tool_scores.shape[:2], dtype=bool), fusion, kept.names)
     before = outcomes.answers["vlm+tools"]
     fused = outcome_of(merged.scores, req, before.latency[rows])
     rank, top1 = before.rank.copy(), before.top1.copy()

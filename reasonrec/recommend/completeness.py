@@ -144,7 +144,6 @@ def verify_staging(staging: str, requested: RequestedUsers, k: int) -> NightOnDi
                        short_lists=int((scored & (rows_per_user < k)).sum()), files=len(table_files))
 
 
-
 def check_night(staging: str, requested: RequestedUsers, k: int, parts: list[dict]) -> NightOnDisk:
     """The commit gate: the staging folder read back (every requested user exactly once, scored or quarantined),
     and the write tasks' statistics (one dict per part: users, rows) agreeing with it (they feed the summary's
@@ -155,6 +154,7 @@ def check_night(staging: str, requested: RequestedUsers, k: int, parts: list[dic
         raise IncompleteNight(f"{staging}: the write tasks reported (users, rows) = {reported}, the files hold "
                               f"{(on_disk.users, on_disk.rows)}")
     return on_disk
+
 
 def _read(fs, path: str, columns: list[str]) -> pa.Table:
     with fs.open(path, "rb") as f:

@@ -144,7 +144,7 @@ def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections
         got = {ANSWER_OF_MODE[mode]: answer(bundle, req, tools, mode,
                                             keep_refine_inputs=keep_refine_inputs and mode == "vlm+tools")
                for mode in modes}
-        for kept in (got["vlm+tools"].refine_inputs or []) if "vlm+tools" in got else []:
+        for kept in getattr(got.get("vlm+tools"), "refine_inputs", None) or []:
             refined.append(RefineInputs(start + kept.rows, kept.vlm_scores, kept.tool_scores, kept.names,
                                         np.asarray(kept.parse_ok, dtype=bool)))
         for mode in extra:
@@ -188,9 +188,9 @@ def _cat_refined(parts: list[RefineInputs]) -> RefineInputs | None:
     """One RefineInputs over every batch (None when no row reached the refine pass)."""
     if not parts:
         return None
-    width = max(p.vlm_scores.shape[1] for p in parts)
-    if any(p.vlm_scores.shape[1] != width or p.names != parts[0].names for p in parts):
+    first = parts[0]
+    if any(p.vlm_scores.shape[1] != first.vlm_scores.shape[1] or p.names != first.names for p in parts):
         raise ValueError("refine inputs of one collect must share the candidate width and the consult pool")
     return RefineInputs(np.concatenate([p.rows for p in parts]), np.concatenate([p.vlm_scores for p in parts]),
-                        np.concatenate([p.tool_scores for p in parts]), list(parts[0].names),
+                        np.concatenate([p.tool_scores for p in parts]), list(first.names),
                         np.concatenate([p.parse_ok for p in parts]))
