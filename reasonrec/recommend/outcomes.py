@@ -7,6 +7,9 @@ consulting tools) with `score_tools` / `answer`; the target's rank, the top-1 it
 are kept, so hit@5 (calibration), NDCG, hit@1 and the conflict analysis (the report) come from the same pass.
 The routed answer (ReasonRec) is then each row's outcome on the route the policy picks (`routed`): no second
 VLM pass. Table A7's consult modes are extra VLM+tools passes with another tool_selection (`selections`).
+The forced VLM routes and the consult modes all start from the same first VLM pass over every row, so it is
+scored once per batch and shared (each route is still charged its seconds): calibration runs two VLM passes per
+row instead of three, the report's default three consult modes four instead of seven.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import numpy as np
 from reasonrec.metrics.ranking import rank_of_target
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.requests import Requests
-from reasonrec.recommend.stages import Mode, answer, score_tools
+from reasonrec.recommend.stages import Mode, answer, score_tools, vlm_first_pass
 from reasonrec.router.answer import RefineInputs, answer_sources
 from reasonrec.router.config import ToolSelection
 from reasonrec.router.policy import ROUTES, Thresholds, decide
 
 ANSWER_OF_MODE = {"tools": "tool", "vlm": "vlm", "vlm+tools": "vlm+tools", "routed": "routed"}   # answers' keys
 FORCED: tuple[Mode, ...] = ("tools", "vlm", "vlm+tools")
+EVERY_ROW_VLM = ("vlm", "vlm+tools")   # the forced routes whose first VLM pass covers every row
 
 
 @dataclass
@@ -119,13 +123,15 @@ def outcome_of(scores: np.ndarray, requests: Requests, latency: np.ndarray, rout
 
 def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections: Sequence[ToolSelection] = (),
             progress: Callable[[int, int], None] | None = None, modes: Sequence[Mode] = FORCED,
-            warm_up: bool = True, keep_refine_inputs: bool = False) -> PartOutcomes:
+            warm_up: bool = True, keep_refine_inputs: bool = False, share_first_pass: bool = True) -> PartOutcomes:
     """Answer every row in each of `modes` (default: every forced route; answers keyed by ANSWER_OF_MODE), and
     on VLM+tools once per extra consult mode in `selections` (the router's own mode is the vlm+tools route
     itself, not re-run); progress(done, total) after each batch. warm_up: one untimed row first, so model
     loading does not land on the first batch's latency. Latency is each row's share of its batch's wall time
     per stage (Answer.latency), so it depends on batch_size. keep_refine_inputs: also keep what the vlm+tools
-    rows were merged from (PartOutcomes.refine_inputs)."""
+    rows were merged from (PartOutcomes.refine_inputs). share_first_pass: score the first VLM pass once per batch
+    for every forced VLM route and consult mode (False: each scores its own, as the nightly job's routes do; the
+    outcomes are the same)."""
     if (requests.targets < 0).any():
         raise ValueError("collect needs targets (a split's fixed lists, not tonight's requests)")
     router = bundle.router
@@ -135,21 +141,25 @@ def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections
         first_tools = score_tools(bundle, first)
         for mode in modes:
             answer(bundle, first, first_tools, mode)
+    passes_on_every_row = sum(mode in EVERY_ROW_VLM for mode in modes) + len(extra)
     parts: list[dict[str, object]] = []
     failures: dict[str, int] = {}
     refined: list[RefineInputs] = []
     for start in range(0, len(requests), batch_size):
         req = requests.take(np.arange(start, min(start + batch_size, len(requests))))
         tools = score_tools(bundle, req)
+        shared = _shared_first_pass(bundle, req) if share_first_pass and passes_on_every_row > 1 else None
         got = {ANSWER_OF_MODE[mode]: answer(bundle, req, tools, mode,
-                                            keep_refine_inputs=keep_refine_inputs and mode == "vlm+tools")
+                                            keep_refine_inputs=keep_refine_inputs and mode == "vlm+tools",
+                                            shared_first=shared if mode in EVERY_ROW_VLM else None)
                for mode in modes}
         for kept in getattr(got.get("vlm+tools"), "refine_inputs", None) or []:
             refined.append(RefineInputs(start + kept.rows, kept.vlm_scores, kept.tool_scores, kept.names,
                                         np.asarray(kept.parse_ok, dtype=bool)))
         for mode in extra:
             got[f"select/{mode}"] = answer(bundle, req, tools, "vlm+tools",
-                                           router=router.model_copy(update={"tool_selection": mode}))
+                                           router=router.model_copy(update={"tool_selection": mode}),
+                                           shared_first=shared)
         none = np.full(len(req), np.nan)
         part: dict[str, object] = {
             "tool_confidence": got["tool"].confidence if "tool" in got else none,
@@ -172,6 +182,15 @@ def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections
         answers={name: _cat_outcomes([p[src] for p in parts]) for name, src in names.items()},
         best_tool=next(iter(bundle.tools), ""), vlm_failures={n: failures.get(src, 0) for n, src in names.items()},
         tool_names=list(bundle.tools), refine_inputs=_cat_refined(refined) if keep_refine_inputs else None)
+
+
+def _shared_first_pass(bundle: Bundle, requests: Requests):
+    """The batch's first VLM pass for every forced VLM route, or None when there is no VLM or it raised: each
+    route then runs its own pass and falls back to the best tool on its own, counted, as without sharing."""
+    try:
+        return vlm_first_pass(bundle, requests)
+    except Exception:  # noqa: BLE001 - the routes' own passes meet the same error and record their fallback
+        return None
 
 
 def _cat(arrays: list, dtype: type) -> np.ndarray:

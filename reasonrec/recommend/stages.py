@@ -14,14 +14,14 @@ import numpy as np
 
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.requests import InstructionWriter, Requests
-from reasonrec.router.answer import MODES, Answer, Mode, ToolScores, answer_rows, ranked
+from reasonrec.router.answer import MODES, Answer, FirstPass, Mode, ToolScores, answer_rows, first_pass, ranked
 from reasonrec.router.config import RouterConfig
 from reasonrec.tools.data import Queries
 from reasonrec.tools.retrieval import retrieve
 from reasonrec.vlm.tool_labels import pad_histories
 
-__all__ = ["MODES", "Answer", "BundlePasses", "Mode", "ToolScores", "answer", "ranked", "retrieve_candidates",
-           "score_tools"]
+__all__ = ["MODES", "Answer", "BundlePasses", "FirstPass", "Mode", "ToolScores", "answer", "ranked",
+           "retrieve_candidates", "score_tools", "vlm_first_pass"]
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
@@ -108,8 +108,16 @@ class BundlePasses:
 
 
 def answer(bundle: Bundle, requests: Requests, tools: ToolScores, mode: Mode = "routed",
-           router: RouterConfig | None = None, keep_refine_inputs: bool = False) -> Answer:
+           router: RouterConfig | None = None, keep_refine_inputs: bool = False,
+           shared_first: FirstPass | None = None) -> Answer:
     """The router's answer on `requests` with this Bundle's models; `router` replaces the Bundle's for this call
-    only (a report comparing consult modes). tools must come from score_tools on the same requests."""
+    only (a report comparing consult modes). tools must come from score_tools on the same requests;
+    shared_first from vlm_first_pass on them (forced VLM routes only)."""
     vlm = None if mode == "tools" or bundle.cfg.vlm_dir is None else BundlePasses(bundle)
-    return answer_rows(router or bundle.router, requests, tools, mode, vlm, keep_refine_inputs)
+    return answer_rows(router or bundle.router, requests, tools, mode, vlm, keep_refine_inputs, shared_first)
+
+
+def vlm_first_pass(bundle: Bundle, requests: Requests) -> FirstPass | None:
+    """The VLM's first pass over every row, for callers that answer several forced VLM routes on the same rows;
+    None when this system has no VLM."""
+    return None if bundle.cfg.vlm_dir is None else first_pass(BundlePasses(bundle), requests)

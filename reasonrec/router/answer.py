@@ -115,6 +115,25 @@ class Answer:
 
 
 @dataclass
+class FirstPass:
+    """The VLM's first pass over every row of a batch: the forced VLM routes read the same pass, so a caller
+    answering several of them on one batch (the outcomes loop) scores it once and hands it to each; every route
+    is still charged its seconds, as if it had run the pass itself."""
+
+    instructions: list[Instruction]
+    output: object            # reasonrec.vlm.scoring.VLMOutput, one row per instruction
+    seconds: float            # wall time of the scoring pass (not of writing the instructions)
+
+
+def first_pass(vlm: "VLMPasses", rows: Rows) -> FirstPass:
+    """The first VLM pass over `rows`: their instructions, scored."""
+    instructions = vlm.instructions(rows)
+    started = time.perf_counter()
+    output = vlm.score(instructions)
+    return FirstPass(instructions, output, time.perf_counter() - started)
+
+
+@dataclass
 class RefineInputs:
     """What the high-risk rows' answer was merged from (calibration fits the fusion weights on these)."""
 
@@ -126,12 +145,19 @@ class RefineInputs:
 
 
 def answer_rows(router: RouterConfig, requests: Rows, tools: ToolScores, mode: Mode = "routed",
-                vlm: VLMPasses | None = None, keep_refine_inputs: bool = False) -> Answer:
+                vlm: VLMPasses | None = None, keep_refine_inputs: bool = False,
+                shared_first: FirstPass | None = None) -> Answer:
     """Route, run the VLM where needed, merge. `tools` holds the best tool's scores of the same rows (column 0);
     vlm=None: no VLM in this system (or none needed: mode "tools"), every row takes the tool route.
-    keep_refine_inputs: also return what the high-risk rows were merged from (Answer.refine_inputs)."""
+    keep_refine_inputs: also return what the high-risk rows were merged from (Answer.refine_inputs).
+    shared_first: the first pass over every row, already scored (`first_pass`); only the forced VLM routes take
+    one, since they send every row to the VLM (the routed mode's first pass covers only its non-low rows)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if shared_first is not None and (mode not in ("vlm", "vlm+tools")
+                                     or len(shared_first.instructions) != len(requests)):
+        raise ValueError(f"a shared first pass is for the forced VLM routes over every row (mode {mode!r}, "
+                         f"{len(shared_first.instructions)} pass rows for {len(requests)} requests)")
     n, cfg = len(requests), router
     eh = requests.eh.astype(np.float64)
     tool_conf = tools.confidence()[:, 0] if tools.names else np.full(n, np.nan)
@@ -155,7 +181,7 @@ def answer_rows(router: RouterConfig, requests: Rows, tools: ToolScores, mode: M
     vlm_rows = np.flatnonzero(~low)
     if len(vlm_rows):
         try:
-            _vlm_rows(cfg, vlm, requests, tools, mode, vlm_rows, out, decision)
+            _vlm_rows(cfg, vlm, requests, tools, mode, vlm_rows, out, decision, shared_first)
         except Exception as err:  # noqa: BLE001 - a failing VLM batch falls back to the tool, counted
             # Undo whatever the VLM pass had filled in: these rows are answered by the best tool, as on its route.
             out.scores[vlm_rows] = scores_tool[vlm_rows]
@@ -202,13 +228,13 @@ def _forced_rationale(mode: Mode, out: Answer, i: int, best_name: str | None) ->
 
 
 def _vlm_rows(cfg: RouterConfig, vlm: VLMPasses, requests: Rows, tools: ToolScores, mode: Mode, rows: np.ndarray,
-              out: Answer, decision: RoutingDecision) -> None:
-    """First VLM pass on `rows`, second stage, refine pass on the high ones; fills `out` in place."""
+              out: Answer, decision: RoutingDecision, shared_first: FirstPass | None = None) -> None:
+    """First VLM pass on `rows` (or the shared one, which covers every row), second stage, refine pass on the
+    high ones; fills `out` in place."""
     sub = requests.take(rows)
-    instructions = vlm.instructions(sub)
-    started = time.perf_counter()
-    first = vlm.score(instructions)
-    out.seconds["vlm"] = time.perf_counter() - started
+    passed = shared_first if shared_first is not None else first_pass(vlm, sub)
+    instructions, first = passed.instructions, passed.output
+    out.seconds["vlm"] = passed.seconds
     conf = vlm_confidence(first, "sequential", cfg.confidence_source)
     if mode == "routed":
         high = second_stage(sub.eh, conf, first.parse_ok, cfg)

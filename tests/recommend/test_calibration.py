@@ -172,3 +172,60 @@ def test_with_fusion_needs_the_kept_inputs_and_nothing_parsed_fits_nothing(setup
     assert out.refine_inputs is None and fusion_examples(out, requests) is None
     with pytest.raises(ValueError, match="keep_refine_inputs"):
         with_fusion(out, requests, None)
+
+
+def _counted(bundle: Bundle) -> list[int]:
+    """Count the instructions each VLM scoring call receives (one entry per call)."""
+    score, calls = bundle.scorer.score, []
+
+    def counted(instructions):
+        calls.append(len(instructions))
+        return score(instructions)
+
+    bundle.scorer.score = counted
+    return calls
+
+
+def test_the_first_pass_is_scored_once_per_batch_and_changes_no_outcome(world):
+    """The forced VLM routes and the consult modes share one first VLM pass per batch: every outcome (rank, top-1,
+    route, source, the VLM's confidence and parse) equals the loop where each scores its own, with 4 scoring
+    calls per batch instead of 7 (vlm: 1; vlm+tools and two extra consult modes: a refine pass each)."""
+    system = resolve(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config", device="cpu"))
+    requests = part_requests(world.data, "valid", max_users=N_USERS, seed=3)
+    selections = ("learned", "random", "oracle")
+    runs = {}
+    for share in (True, False):
+        bundle = Bundle(system)
+        calls = _counted(bundle)
+        runs[share] = collect(bundle, requests, batch_size=10, selections=selections, warm_up=False,
+                              share_first_pass=share), calls
+    (shared, shared_calls), (own, own_calls) = runs[True], runs[False]
+    batches = 3   # 10 + 10 + 4 rows
+    assert len(shared_calls) == 4 * batches and len(own_calls) == 7 * batches
+    assert sum(shared_calls) == 4 * N_USERS and sum(own_calls) == 7 * N_USERS
+    assert set(shared.answers) == set(own.answers) == {"tool", "vlm", "vlm+tools", "select/learned",
+                                                       "select/random", "select/oracle"}
+    for name, got in shared.answers.items():
+        for field_name in ("rank", "top1", "route", "source"):
+            np.testing.assert_array_equal(getattr(got, field_name), getattr(own.answers[name], field_name),
+                                          err_msg=f"{name}.{field_name}")
+        assert (got.latency > 0).all(), name
+    np.testing.assert_array_equal(shared.vlm_confidence, own.vlm_confidence)
+    np.testing.assert_array_equal(shared.parse_ok, own.parse_ok)
+    # Each route is still charged the shared pass: vlm+tools costs more than vlm alone on every row.
+    assert (shared.answers["vlm+tools"].latency > shared.answers["vlm"].latency).all()
+
+
+def test_a_shared_first_pass_is_refused_where_it_would_not_cover_the_route(setup):
+    from reasonrec.recommend.stages import answer, vlm_first_pass
+
+    bundle, requests, _ = setup
+    rows = requests.take(np.arange(4))
+    tools = score_tools(bundle, rows)
+    passed = vlm_first_pass(bundle, rows)
+    assert len(passed.instructions) == 4 and passed.seconds > 0
+    with pytest.raises(ValueError, match="forced VLM routes"):
+        answer(bundle, rows, tools, "routed", shared_first=passed)
+    with pytest.raises(ValueError, match="3 requests"):
+        answer(bundle, rows.take(np.arange(3)), score_tools(bundle, rows.take(np.arange(3))), "vlm",
+               shared_first=passed)
