@@ -10,7 +10,13 @@ the real `jobs/score.py` in a child process with `mode=tools` (every user on the
 thread sums the resident memory of the job and every process it started (driver, raylet, Ray workers).
 With --vlm-sample N, a second run scores the first N users with `mode=vlm+tools` through an *untrained*
 tiny VLM whose vocabulary covers the catalogue (its cost per user is the quantity of interest; its answers
-are not). One JSON line per size, then one summary line with the growth ratios.
+are not). With --single-process, the same tool-route night also runs in one process without Ray (issue 19 point
+4): a child process calls the pipeline's own stage callables (actors.recommend.CandidateScorer, RouterScorer,
+write_batch) batch by batch on the same users file, so the work is the same and only Ray Data's streaming,
+actors and tasks are left out; its users/s beside the pipeline's gives the ratio. One JSON line per size, then
+one summary line with the growth ratios.
+
+    .venv/bin/python benchmarks/score_scale.py --users 100000 --items 100000 --single-process --candidate-actors 1 2
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -141,14 +148,17 @@ class TreeMemory:
         return self.peak
 
 
+RECOMMEND = ("recommend.policy=config", "recommend.retrieval_index=ivf", "recommend.consult_pool=[sasrec]")
+
+
 def score(dataset: Path, tools_dir: Path, vlm_dir: Path | None, out: Path, mode: str, max_users: int | None,
-          batch_size: int) -> dict:
-    args = [f"recommend.dataset={dataset}", f"recommend.tools_dir={tools_dir}", "recommend.policy=config",
-            f"recommend.vlm_dir={vlm_dir if vlm_dir else 'null'}", "recommend.retrieval_index=ivf",
-            "recommend.consult_pool=[sasrec]", f"mode={mode}", f"out={out}", "eval_split=null",
+          batch_size: int, candidate_actors: int | None = None) -> dict:
+    args = [f"recommend.dataset={dataset}", f"recommend.tools_dir={tools_dir}", *RECOMMEND,
+            f"recommend.vlm_dir={vlm_dir if vlm_dir else 'null'}", f"mode={mode}", f"out={out}", "eval_split=null",
             f"batch_size={batch_size}", "bootstrap.prepare_config=null", "bootstrap.train_tools_config=null",
             "bootstrap.train_vlm_config=null", "bootstrap.calibrate_config=null", "run_date=2026-11-22",
-            *([f"max_users={max_users}"] if max_users else [])]
+            *([f"max_users={max_users}"] if max_users else []),
+            *([f"candidate_actors={candidate_actors}"] if candidate_actors else [])]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, str(REPO / "jobs" / "score.py"), *args], cwd=REPO, env=env,
@@ -159,14 +169,73 @@ def score(dataset: Path, tools_dir: Path, vlm_dir: Path | None, out: Path, mode:
     if child.returncode:
         raise SystemExit(f"score.py failed ({child.returncode}):\n{stderr[-3000:]}")
     summary = json.loads((out / "_summaries" / "run_date=2026-11-22.json").read_text())
-    return {"mode": mode, "users": summary["users"], "rows": summary["rows"],
+    return {"mode": mode, "candidate_actors": candidate_actors or "config", "users": summary["users"],
+            "rows": summary["rows"],
             "scoring_seconds": summary["scoring_seconds"], "users_per_second": summary["users_per_second"],
             "rows_per_second": summary["rows_per_second"], "job_wall_seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mib_job_tree": round(peak / 2**20, 1), "latency_ms_per_user": summary["latency_ms_per_user"],
             "route_shares": summary["route_shares"]}
 
 
+def single_process(dataset: Path, tools_dir: Path, out: Path, batch_size: int) -> dict:
+    """The tool-route night without Ray, in a child process (its memory sampled like the job's): read and check
+    tonight's users file, then per batch of `batch_size` users CandidateScorer -> RouterScorer -> write_batch, the
+    pipeline's own callables, each built once as its actor would be."""
+    shutil.rmtree(out, ignore_errors=True)   # a fresh folder: the completeness check counts every part in it
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, "--single-process-child", str(dataset), str(tools_dir),
+                              str(out), str(batch_size)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    memory = TreeMemory(child.pid)
+    stdout, stderr = child.communicate()
+    peak = memory.stop()
+    if child.returncode:
+        raise SystemExit(f"the single-process night failed ({child.returncode}):\n{stderr[-3000:]}")
+    return {**json.loads(stdout.strip().splitlines()[-1]), "process_wall_seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mib": round(peak / 2**20, 1)}
+
+
+def single_process_child(dataset: str, tools_dir: str, out: str, batch_size: int) -> None:
+    import torch
+
+    from actors.recommend import CandidateScorer, RouterScorer, write_batch
+    from reasonrec.recommend.completeness import read_requested, verify_staging
+    from reasonrec.recommend.config import RecommendConfig
+    from reasonrec.recommend.histories import ensure_histories
+    from reasonrec.recommend.system import resolve
+
+    started = time.perf_counter()
+    # RECOMMEND's settings, as the job reads them from the command line.
+    system = resolve(RecommendConfig(dataset=dataset, tools_dir=tools_dir, vlm_dir=None, policy="config",
+                                     retrieval_index="ivf", consult_pool=["sasrec"]))
+    ensure_histories(system.dataset)
+    requested = read_requested(str(Path(dataset) / "users.parquet"))
+    run_date = "2026-11-22"
+    candidates = CandidateScorer(system, out, run_date)
+    router = RouterScorer(system, 10, run_date, "tools")
+    loaded = time.perf_counter()
+    user_id = requested.table["user_id"].to_numpy(zero_copy_only=False)
+    user_idx = requested.table["user_idx"].to_numpy()
+    rows = users = 0
+    for start in range(0, requested.n, batch_size):
+        batch = {"user_id": user_id[start:start + batch_size], "user_idx": user_idx[start:start + batch_size]}
+        stats = write_batch(router(candidates(batch)), out)
+        rows += stats["rows"][0].as_py()
+        users += stats["users"][0].as_py()
+    scored = time.perf_counter()
+    on_disk = verify_staging(out, requested, 10)
+    seconds = scored - started
+    print(json.dumps({"users": users, "rows": rows, "users_on_disk": on_disk.users, "quarantined": on_disk.quarantined,
+                      "seconds": round(seconds, 2), "load_seconds": round(loaded - started, 2),
+                      "loop_seconds": round(scored - loaded, 2), "users_per_second": round(users / seconds, 1),
+                      "torch_threads": torch.get_num_threads(), "batch_size": batch_size}))
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--single-process-child":
+        single_process_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--items", type=int, default=100_000)
@@ -179,6 +248,10 @@ def main() -> None:
         "datasets with at least this many users score with untrained tools of the same shape (see untrained_tools)"))
     parser.add_argument("--vlm-sample", type=int, default=0, help="users scored through the VLM (0: none)")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--candidate-actors", type=int, nargs="+", default=[0], help=(
+        "candidate actors of the tool-route run, one run each (0: the config's)"))
+    parser.add_argument("--single-process", action="store_true", help=(
+        "also run the tool-route night in one process without Ray and report the pipeline's users/s against it"))
     args = parser.parse_args()
     work = (REPO / args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -189,8 +262,17 @@ def main() -> None:
                      else train_tools(work, dataset, args.tool_budget_s, args.cpus_per_tool))
         line = {"benchmark": "score_scale", "users_in_dataset": users, "items": args.items,
                 "tools_weights": "untrained" if users >= args.untrained_tools_from else "trained",
-                "histories_file": histories(dataset),
-                "tools": score(dataset, tools_dir, None, work / f"out-{dataset.name}", "tools", None, args.batch_size)}
+                "histories_file": histories(dataset)}
+        for actors in args.candidate_actors:
+            key = "tools" if actors == args.candidate_actors[0] else f"tools_{actors}_candidate_actors"
+            line[key] = score(dataset, tools_dir, None, work / f"out-{dataset.name}-{actors}", "tools", None,
+                              args.batch_size, actors or None)
+        if args.single_process:
+            line["single_process"] = single_process(dataset, tools_dir, work / f"single-{dataset.name}",
+                                                    args.batch_size)
+            line["ray_vs_single_users_per_second"] = {
+                key: round(line[key]["users_per_second"] / line["single_process"]["users_per_second"], 3)
+                for key in line if key.startswith("tools")}
         if args.vlm_sample:
             vlm_dir = untrained_vlm(work, dataset, tools_dir)
             line["vlm_sample"] = score(dataset, tools_dir, vlm_dir, work / f"out-vlm-{dataset.name}", "vlm+tools",
