@@ -166,7 +166,10 @@ def score_night(cfg: ScoreConfig, system: System, staging: str, requested: Reque
 
     ensure_histories(system.dataset)
     run_date = cfg.run_date.isoformat()
-    users = ray.data.from_arrow(requested.table).repartition(cfg.read_blocks)
+    # The user table arrives as read_blocks slices, one block each: a repartition would add an all-to-all task that
+    # asks for a whole CPU, which never schedules once the actor pools hold more than half of a 2-CPU machine
+    # (2 candidate actors + 1 VLM actor at 0.5 CPU each hung the night, measured).
+    users = ray.data.from_arrow(user_blocks(requested.table, cfg.read_blocks))
     scored = users.map_batches(
         CandidateScorer, fn_constructor_kwargs={"system": system, "staging": staging, "run_date": run_date},
         compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,
@@ -179,6 +182,14 @@ def score_night(cfg: ScoreConfig, system: System, staging: str, requested: Reque
     ).map_batches(write_batch, fn_kwargs={"staging": staging}, num_cpus=cfg.write_cpus, batch_size=None,
                   batch_format="pyarrow")
     return scored.take_all()
+
+
+def user_blocks(table: pa.Table, n: int) -> list[pa.Table]:
+    """`table` cut into n contiguous slices as even as np.array_split makes them (at least one slice; no empty
+    slice unless the table is empty)."""
+    sizes = [len(part) for part in np.array_split(np.arange(table.num_rows), max(1, min(n, table.num_rows)))]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    return [table.slice(int(start), size) for start, size in zip(starts, sizes)]
 
 
 def offline_check_on_ray(cfg: ScoreConfig, system: System) -> dict:
