@@ -272,7 +272,8 @@ def main() -> None:
                                                     args.batch_size)
             line["ray_vs_single_users_per_second"] = {
                 key: round(line[key]["users_per_second"] / line["single_process"]["users_per_second"], 3)
-                for key in line if key.startswith("tools")}
+                for key in line if key == "tools" or key.startswith("tools_")
+                and isinstance(line[key], dict)}
         if args.vlm_sample:
             vlm_dir = untrained_vlm(work, dataset, tools_dir)
             line["vlm_sample"] = score(dataset, tools_dir, vlm_dir, work / f"out-vlm-{dataset.name}", "vlm+tools",
