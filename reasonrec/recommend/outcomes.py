@@ -22,7 +22,7 @@ import numpy as np
 from reasonrec.metrics.ranking import rank_of_target
 from reasonrec.recommend.bundle import Bundle
 from reasonrec.recommend.requests import Requests
-from reasonrec.recommend.stages import Mode, answer, score_tools, vlm_first_pass
+from reasonrec.recommend.stages import FirstPass, Mode, answer, score_tools, vlm_first_pass
 from reasonrec.router.answer import RefineInputs, answer_sources
 from reasonrec.router.config import ToolSelection
 from reasonrec.router.policy import ROUTES, Thresholds, decide
@@ -184,7 +184,7 @@ def collect(bundle: Bundle, requests: Requests, batch_size: int = 64, selections
         tool_names=list(bundle.tools), refine_inputs=_cat_refined(refined) if keep_refine_inputs else None)
 
 
-def _shared_first_pass(bundle: Bundle, requests: Requests):
+def _shared_first_pass(bundle: Bundle, requests: Requests) -> FirstPass | None:
     """The batch's first VLM pass for every forced VLM route, or None when there is no VLM or it raised: each
     route then runs its own pass and falls back to the best tool on its own, counted, as without sharing."""
     try:
