@@ -148,12 +148,15 @@ class TreeMemory:
         return self.peak
 
 
-RECOMMEND = ("recommend.policy=config", "recommend.retrieval_index=ivf", "recommend.consult_pool=[sasrec]")
+# The recommend settings of every tool-route night here, the job's and the single process's alike.
+RECOMMEND = {"policy": "config", "retrieval_index": "ivf", "consult_pool": ["sasrec"]}
 
 
 def score(dataset: Path, tools_dir: Path, vlm_dir: Path | None, out: Path, mode: str, max_users: int | None,
           batch_size: int, candidate_actors: int | None = None) -> dict:
-    args = [f"recommend.dataset={dataset}", f"recommend.tools_dir={tools_dir}", *RECOMMEND,
+    args = [f"recommend.dataset={dataset}", f"recommend.tools_dir={tools_dir}",
+            *(f"recommend.{key}={json.dumps(value) if isinstance(value, list) else value}"
+              for key, value in RECOMMEND.items()),
             f"recommend.vlm_dir={vlm_dir if vlm_dir else 'null'}", f"mode={mode}", f"out={out}", "eval_split=null",
             f"batch_size={batch_size}", "bootstrap.prepare_config=null", "bootstrap.train_tools_config=null",
             "bootstrap.train_vlm_config=null", "bootstrap.calibrate_config=null", "run_date=2026-11-22",
@@ -192,8 +195,8 @@ def single_process(dataset: Path, tools_dir: Path, out: Path, batch_size: int) -
     peak = memory.stop()
     if child.returncode:
         raise SystemExit(f"the single-process night failed ({child.returncode}):\n{stderr[-3000:]}")
-    return {**json.loads(stdout.strip().splitlines()[-1]), "process_wall_seconds": round(time.perf_counter() - started, 1),
-            "peak_rss_mib": round(peak / 2**20, 1)}
+    return {**json.loads(stdout.strip().splitlines()[-1]),
+            "process_wall_seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": round(peak / 2**20, 1)}
 
 
 def single_process_child(dataset: str, tools_dir: str, out: str, batch_size: int) -> None:
@@ -206,9 +209,7 @@ def single_process_child(dataset: str, tools_dir: str, out: str, batch_size: int
     from reasonrec.recommend.system import resolve
 
     started = time.perf_counter()
-    # RECOMMEND's settings, as the job reads them from the command line.
-    system = resolve(RecommendConfig(dataset=dataset, tools_dir=tools_dir, vlm_dir=None, policy="config",
-                                     retrieval_index="ivf", consult_pool=["sasrec"]))
+    system = resolve(RecommendConfig(dataset=dataset, tools_dir=tools_dir, vlm_dir=None, **RECOMMEND))
     ensure_histories(system.dataset)
     requested = read_requested(str(Path(dataset) / "users.parquet"))
     run_date = "2026-11-22"

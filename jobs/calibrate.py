@@ -10,8 +10,9 @@ the VLM alone, the VLM after consulting tools — by the same stages the nightly
 and each route's latency are known. From the same pass the VLM+tools fusion weights (the refined VLM ranking and
 every pool tool's scores, reasonrec.router.fusion) are fit by a logistic regression (fit_fusion) and those rows
 re-merged with them (no second VLM pass); tool and weights go into policy.json. A grid search
-(reasonrec.router.calibrate) then picks the thresholds with the best HR@5 under the delegation-share target or the latency budget; they are written to <vlm_dir>/policy.json,
-stamped with the model version (a policy never applies to other weights), and a report to <out>.
+(reasonrec.router.calibrate) then picks the thresholds with the best HR@5 under the delegation-share target or the
+latency budget; they are written to <vlm_dir>/policy.json, stamped with the model version (a policy never applies
+to other weights), and a report to <out>.
 
 No Ray: the job runs where it is launched (with `ray job submit`, on the node the driver lands on); the VLM
 uses that node's GPU if it has one (recommend.device). Exits 1 with the grid's best reachable value when the
