@@ -5,6 +5,9 @@ its constructor (Ray ships the System, a small frozen value, never a model) and 
     users ─▶ CandidateScorer (CPU pool) ─▶ RouterScorer (VLM pool, GPU when present) ─▶ write_batch (tasks)
                   └─▶ <staging>/_quarantine/ (users that cannot be scored, written where they are found)
 
+A night with no VLM to run (mode=tools, or no VLM run) has nothing to split the pools for: one CPU pool of
+ToolNightScorer actors runs the same three callables on each batch (`fuse_tool_night`, issue 19 point 4).
+
 The candidate actor reads numpy batches of users and hands on Arrow tables of the users it could score
 (reasonrec/recommend/arrow.py); the ones it cannot score leave the stream there, as their own quarantine part
 named from their user ids (a retried batch overwrites its own file). No actor holds the data set's
@@ -59,11 +62,11 @@ class CandidateScorer:
     written to <staging>/_quarantine/ with their reason, never dropped; the rest go on, each with its history
     and EH, so the next stage needs no lookup of its own."""
 
-    def __init__(self, system, staging: str, run_date: str):
+    def __init__(self, system, staging: str, run_date: str, bundle=None):
         from reasonrec.recommend.bundle import Bundle
         from reasonrec.recommend.histories import HistoryReader
 
-        self.bundle = Bundle(system)
+        self.bundle = bundle or Bundle(system)
         self.histories = HistoryReader(system.dataset)
         self.staging, self.run_date = staging, dt.date.fromisoformat(run_date)
 
@@ -113,11 +116,11 @@ class RouterScorer:
     """Route, run the VLM (first pass, refine for high risk), keep each user's top k: table rows out. Histories
     and EH come in the batch (pyarrow: the history column is read as CSR without copying row by row)."""
 
-    def __init__(self, system, k: int, run_date: str, mode: str = "routed"):
+    def __init__(self, system, k: int, run_date: str, mode: str = "routed", bundle=None):
         from actors.metrics import RouteMetrics
         from reasonrec.recommend.bundle import Bundle
 
-        self.bundle = Bundle(system)
+        self.bundle = bundle or Bundle(system)
         self.k, self.mode, self.version = k, mode, system.model_version
         self.run_date = dt.date.fromisoformat(run_date)
         self.metrics = RouteMetrics()
@@ -152,7 +155,41 @@ def write_batch(batch: pa.Table, staging: str) -> pa.Table:
         "file": [name or ""], "rows": [batch.num_rows], "users": [first.num_rows],
         "routes": [first["route"].to_pylist()], "latency": [first["latency"].to_pylist()],
         "sources": [first["source"].to_pylist()],
-    })
+    }, schema=STATS_SCHEMA)
+
+
+# One row per written part (the job's completeness check and run summary read them).
+STATS_SCHEMA = pa.schema([("file", pa.string()), ("rows", pa.int64()), ("users", pa.int64()),
+                          ("routes", pa.list_(pa.string())), ("latency", pa.list_(pa.float64())),
+                          ("sources", pa.list_(pa.string()))])
+
+
+class ToolNightScorer:
+    """CandidateScorer -> RouterScorer -> write_batch on each batch in one CPU actor, sharing one Bundle: the
+    night of a system with no VLM to run. Splitting it into pools buys nothing there and costs, on 2 CPUs at 100k
+    users, half the throughput of one process doing the same work (a 17 MB Arrow block per 12,500 users handed
+    between pools through the object store, a second pool's start-up, a write task per block;
+    benchmarks/RESULTS.md). Returns write_batch's stats row, or an empty one when every user was quarantined."""
+
+    def __init__(self, system, staging: str, k: int, run_date: str, mode: str):
+        from reasonrec.recommend.bundle import Bundle
+
+        bundle = Bundle(system)
+        self.candidates = CandidateScorer(system, staging, run_date, bundle)
+        self.router = RouterScorer(system, k, run_date, mode, bundle)
+        self.staging = staging
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        scorable = self.candidates(batch)
+        if scorable.num_rows == 0:
+            return pa.table({"file": [""], "rows": [0], "users": [0], "routes": [[]], "latency": [[]],
+                             "sources": [[]]}, schema=STATS_SCHEMA)
+        return write_batch(self.router(scorable), self.staging)
+
+
+def runs_vlm(cfg: ScoreConfig, system: System) -> bool:
+    """Whether tonight calls the VLM for anyone: not when every route is forced to the tools or there is no VLM."""
+    return cfg.mode != "tools" and system.vlm_dir is not None
 
 
 def score_night(cfg: ScoreConfig, system: System, staging: str, requested: RequestedUsers) -> list[dict]:
@@ -170,6 +207,13 @@ def score_night(cfg: ScoreConfig, system: System, staging: str, requested: Reque
     # asks for a whole CPU, which never schedules once the actor pools hold more than half of a 2-CPU machine
     # (2 candidate actors + 1 VLM actor at 0.5 CPU each hung the night, measured).
     users = ray.data.from_arrow(user_blocks(requested.table, cfg.read_blocks))
+    if cfg.fuse_tool_night and not runs_vlm(cfg, system):
+        return users.map_batches(
+            ToolNightScorer, fn_constructor_kwargs={"system": system, "staging": staging, "k": cfg.k,
+                                                    "run_date": run_date, "mode": cfg.mode},
+            compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.tool_night_cpus,
+            batch_size=cfg.batch_size, batch_format="numpy",
+        ).take_all()
     scored = users.map_batches(
         CandidateScorer, fn_constructor_kwargs={"system": system, "staging": staging, "run_date": run_date},
         compute=ray.data.ActorPoolStrategy(size=cfg.candidate_actors), num_cpus=cfg.candidate_cpus,

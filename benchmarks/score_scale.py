@@ -10,13 +10,16 @@ the real `jobs/score.py` in a child process with `mode=tools` (every user on the
 thread sums the resident memory of the job and every process it started (driver, raylet, Ray workers).
 With --vlm-sample N, a second run scores the first N users with `mode=vlm+tools` through an *untrained*
 tiny VLM whose vocabulary covers the catalogue (its cost per user is the quantity of interest; its answers
-are not). With --single-process, the same tool-route night also runs in one process without Ray (issue 19 point
+are not). A night with no VLM to run goes through the job's fused pool (one ToolNightScorer actor pool;
+--split-too also runs the split candidate -> router -> write pipeline beside it). With --single-process, the
+same tool-route night also runs in one process without Ray (issue 19 point
 4): a child process calls the pipeline's own stage callables (actors.recommend.CandidateScorer, RouterScorer,
 write_batch) batch by batch on the same users file, so the work is the same and only Ray Data's streaming,
 actors and tasks are left out; its users/s beside the pipeline's gives the ratio. One JSON line per size, then
 one summary line with the growth ratios.
 
-    .venv/bin/python benchmarks/score_scale.py --users 100000 --items 100000 --single-process --candidate-actors 1 2
+    .venv/bin/python benchmarks/score_scale.py --users 100000 --items 100000 --single-process --candidate-actors 1 2 \
+        --split-too
 """
 
 from __future__ import annotations
@@ -148,12 +151,27 @@ class TreeMemory:
         return self.peak
 
 
+def steady_state(folder: Path, users: int, seconds: float) -> dict:
+    """Users/s between the first and the last part written (file mtimes), and the rest of `seconds` that rate
+    leaves unexplained: the night's fixed cost (start-up before the first part, the tail after the last)."""
+    import pyarrow.parquet as pq
+
+    parts = sorted((p.stat().st_mtime, p) for p in folder.glob("*.parquet"))
+    if len(parts) < 2:
+        return {}
+    after_first = sum(len(set(pq.read_table(p, columns=["user_id"])["user_id"].to_pylist())) for _, p in parts[1:])
+    rate = after_first / (parts[-1][0] - parts[0][0])
+    return {"steady_users_per_second": round(rate, 1), "parts": len(parts),
+            "fixed_seconds_estimate": round(seconds - users / rate, 1)}
+
+
 # The recommend settings of every tool-route night here, the job's and the single process's alike.
 RECOMMEND = {"policy": "config", "retrieval_index": "ivf", "consult_pool": ["sasrec"]}
 
 
 def score(dataset: Path, tools_dir: Path, vlm_dir: Path | None, out: Path, mode: str, max_users: int | None,
-          batch_size: int, candidate_actors: int | None = None) -> dict:
+          batch_size: int, candidate_actors: int | None = None, fused: bool = True,
+          tool_night_cpus: float | None = None) -> dict:
     args = [f"recommend.dataset={dataset}", f"recommend.tools_dir={tools_dir}",
             *(f"recommend.{key}={json.dumps(value) if isinstance(value, list) else value}"
               for key, value in RECOMMEND.items()),
@@ -161,7 +179,9 @@ def score(dataset: Path, tools_dir: Path, vlm_dir: Path | None, out: Path, mode:
             f"batch_size={batch_size}", "bootstrap.prepare_config=null", "bootstrap.train_tools_config=null",
             "bootstrap.train_vlm_config=null", "bootstrap.calibrate_config=null", "run_date=2026-11-22",
             *([f"max_users={max_users}"] if max_users else []),
-            *([f"candidate_actors={candidate_actors}"] if candidate_actors else [])]
+            *([f"candidate_actors={candidate_actors}"] if candidate_actors else []),
+            f"fuse_tool_night={str(fused).lower()}",
+            *([f"tool_night_cpus={tool_night_cpus}"] if tool_night_cpus else [])]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, str(REPO / "jobs" / "score.py"), *args], cwd=REPO, env=env,
@@ -172,12 +192,14 @@ def score(dataset: Path, tools_dir: Path, vlm_dir: Path | None, out: Path, mode:
     if child.returncode:
         raise SystemExit(f"score.py failed ({child.returncode}):\n{stderr[-3000:]}")
     summary = json.loads((out / "_summaries" / "run_date=2026-11-22.json").read_text())
-    return {"mode": mode, "candidate_actors": candidate_actors or "config", "users": summary["users"],
+    return {"mode": mode, "pipeline": "fused" if fused and mode == "tools" else "split",
+            "candidate_actors": candidate_actors or "config", "users": summary["users"],
             "rows": summary["rows"],
             "scoring_seconds": summary["scoring_seconds"], "users_per_second": summary["users_per_second"],
             "rows_per_second": summary["rows_per_second"], "job_wall_seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mib_job_tree": round(peak / 2**20, 1), "latency_ms_per_user": summary["latency_ms_per_user"],
-            "route_shares": summary["route_shares"]}
+            "route_shares": summary["route_shares"],
+            **steady_state(out / "run_date=2026-11-22", summary["users"], summary["scoring_seconds"])}
 
 
 def single_process(dataset: Path, tools_dir: Path, out: Path, batch_size: int) -> dict:
@@ -195,8 +217,9 @@ def single_process(dataset: Path, tools_dir: Path, out: Path, batch_size: int) -
     peak = memory.stop()
     if child.returncode:
         raise SystemExit(f"the single-process night failed ({child.returncode}):\n{stderr[-3000:]}")
-    return {**json.loads(stdout.strip().splitlines()[-1]),
-            "process_wall_seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": round(peak / 2**20, 1)}
+    night = json.loads(stdout.strip().splitlines()[-1])
+    return {**night, "process_wall_seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mib": round(peak / 2**20, 1), **steady_state(out, night["users"], night["seconds"])}
 
 
 def single_process_child(dataset: str, tools_dir: str, out: str, batch_size: int) -> None:
@@ -205,12 +228,16 @@ def single_process_child(dataset: str, tools_dir: str, out: str, batch_size: int
     from actors.recommend import CandidateScorer, RouterScorer, write_batch
     from reasonrec.recommend.completeness import read_requested, verify_staging
     from reasonrec.recommend.config import RecommendConfig
+    from reasonrec.recommend.bundle import Bundle
     from reasonrec.recommend.histories import ensure_histories
+    from reasonrec.recommend.retrieval_index import ensure_index
     from reasonrec.recommend.system import resolve
 
     started = time.perf_counter()
     system = resolve(RecommendConfig(dataset=dataset, tools_dir=tools_dir, vlm_dir=None, **RECOMMEND))
     ensure_histories(system.dataset)
+    bundle = Bundle(system)   # the job's setup steps: kept files, so a no-op after the job's runs made them
+    ensure_index(bundle.index_uri, bundle.cfg.retrieval_index, lambda: bundle.retrieval_tool.item_vectors())
     requested = read_requested(str(Path(dataset) / "users.parquet"))
     run_date = "2026-11-22"
     candidates = CandidateScorer(system, out, run_date)
@@ -251,6 +278,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--candidate-actors", type=int, nargs="+", default=[0], help=(
         "candidate actors of the tool-route run, one run each (0: the config's)"))
+    parser.add_argument("--tool-night-cpus", type=float, default=None, help=(
+        "CPUs per actor of the fused tool night (score.tool_night_cpus; default: the config's)"))
+    parser.add_argument("--split-too", action="store_true", help=(
+        "also run each tool-route night through the split candidate -> router -> write pipeline of a VLM night"))
     parser.add_argument("--single-process", action="store_true", help=(
         "also run the tool-route night in one process without Ray and report the pipeline's users/s against it"))
     args = parser.parse_args()
@@ -267,14 +298,22 @@ def main() -> None:
         for actors in args.candidate_actors:
             key = "tools" if actors == args.candidate_actors[0] else f"tools_{actors}_candidate_actors"
             line[key] = score(dataset, tools_dir, None, work / f"out-{dataset.name}-{actors}", "tools", None,
-                              args.batch_size, actors or None)
+                              args.batch_size, actors or None, tool_night_cpus=args.tool_night_cpus)
+            if args.split_too:
+                line[f"tools_split_{actors}_candidate_actors"] = score(
+                    dataset, tools_dir, None, work / f"out-split-{dataset.name}-{actors}", "tools", None,
+                    args.batch_size, actors or None, fused=False)
         if args.single_process:
             line["single_process"] = single_process(dataset, tools_dir, work / f"single-{dataset.name}",
                                                     args.batch_size)
+            runs = [key for key in line if key == "tools" or key.startswith("tools_") and isinstance(line[key], dict)]
+            single = line["single_process"]
             line["ray_vs_single_users_per_second"] = {
-                key: round(line[key]["users_per_second"] / line["single_process"]["users_per_second"], 3)
-                for key in line if key == "tools" or key.startswith("tools_")
-                and isinstance(line[key], dict)}
+                key: round(line[key]["users_per_second"] / single["users_per_second"], 3) for key in runs}
+            if "steady_users_per_second" in single:   # the same ratio between each night's first and last part
+                line["ray_vs_single_steady_users_per_second"] = {
+                    key: round(line[key]["steady_users_per_second"] / single["steady_users_per_second"], 3)
+                    for key in runs if "steady_users_per_second" in line[key]}
         if args.vlm_sample:
             vlm_dir = untrained_vlm(work, dataset, tools_dir)
             line["vlm_sample"] = score(dataset, tools_dir, vlm_dir, work / f"out-vlm-{dataset.name}", "vlm+tools",

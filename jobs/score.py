@@ -88,6 +88,18 @@ def ensure_artifacts(cfg: ScoreConfig) -> None:
     print(f"[score] tonight's histories: {made} ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
+def ensure_retrieval_index(system) -> None:
+    """The retrieval index, trained once and kept for every actor of every night with these weights
+    (reasonrec/recommend/retrieval_index.py): each actor would otherwise train its own at start-up."""
+    from reasonrec.recommend.bundle import Bundle
+    from reasonrec.recommend.retrieval_index import ensure_index
+
+    bundle, started = Bundle(system), time.perf_counter()
+    made = ensure_index(bundle.index_uri, bundle.cfg.retrieval_index, lambda: bundle.retrieval_tool.item_vectors())
+    print(f"[score] retrieval index: {bundle.index_uri} ({'built' if made else 'kept'}, "
+          f"{time.perf_counter() - started:.1f} s)", flush=True)
+
+
 def tools_out(train_tools_config: str | None) -> str | None:
     """Where the bootstrap's train_tools config writes (the VLM config's tools_dir should point there)."""
     if train_tools_config is None:
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = resolve_config(ScoreConfig, args)
     ensure_artifacts(cfg)
     system = resolve(cfg.recommend)
+    ensure_retrieval_index(system)
     try:
         requested = read_requested(cfg.users_uri, cfg.max_users)
     except ValueError as e:

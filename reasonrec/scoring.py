@@ -79,6 +79,13 @@ class ScoreConfig(StrictModel):
     vlm_gpus: float | Literal["auto"] = Field("auto", description=(
         "GPUs per VLM actor; auto = 1 when the cluster has GPUs, else 0 (CPU inference)."))
     write_cpus: float = Field(0.25, gt=0, description="CPUs per write task.")
+    fuse_tool_night: bool = Field(True, description=(
+        "A night with no VLM to run (mode=tools, or no vlm_dir) runs retrieval, the tools, the router and the "
+        "write in one pool of candidate_actors CPU actors (actors/recommend.py ToolNightScorer); false: the "
+        "split candidate -> router -> write pipeline of a VLM night (benchmarks compare the two)."))
+    tool_night_cpus: float = Field(1.0, gt=0, description=(
+        "CPUs per actor of a fused tool night; Ray gives each actor as many torch/faiss threads (OMP_NUM_THREADS, "
+        "at least 1). candidate_actors x this must fit the cluster: nothing else runs beside them."))
     stale_staging_hours: float = Field(24.0, gt=0, description=(
         "Staging folders of OTHER nights untouched this long are a killed run's and are deleted at start "
         "(a killed attempt at tonight's partition is deleted whatever its age: one writer per partition)."))

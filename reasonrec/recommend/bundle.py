@@ -13,6 +13,7 @@ from reasonrec.data.schema import Dataset
 from reasonrec.io import fetch_dir, join, open_fs
 from reasonrec.recommend import histories
 from reasonrec.recommend.config import RecommendConfig
+from reasonrec.recommend.retrieval_index import cached_index, index_uri
 from reasonrec.recommend.system import System, vlm_settings, vlm_tool_names
 from reasonrec.router.config import RouterConfig
 from reasonrec.tools.base import Tool, load_tool
@@ -91,12 +92,24 @@ class Bundle:
         return load_tool(fetch_dir(folder, self._tmp.name))
 
     @cached_property
-    def retrieval(self) -> tuple[Tool, object]:
-        """(the retrieval tool, its faiss index over the item tower)."""
+    def retrieval_tool(self) -> Tool:
         tool = self._load_tool(self.cfg.retrieval_tool)
         if not hasattr(tool, "item_vectors"):
             raise ValueError(f"retrieval_tool {self.cfg.retrieval_tool!r} has no item tower (use two_tower)")
-        return tool, build_index(tool.item_vectors(), self.cfg.retrieval_index)
+        return tool
+
+    @property
+    def index_uri(self) -> str:
+        """Where the nightly job's setup keeps this system's retrieval index (reasonrec/recommend/retrieval_index.py)."""
+        return index_uri(self.system.dataset, self.tools_dir, self.cfg.retrieval_tool, self.cfg.retrieval_index)
+
+    @cached_property
+    def retrieval(self) -> tuple[Tool, object]:
+        """(the retrieval tool, its faiss index over the item tower): the index kept at index_uri when there is
+        one, else built here (the same index: named from the weights, seeded)."""
+        tool = self.retrieval_tool
+        index = cached_index(self.index_uri)
+        return tool, index if index is not None else build_index(tool.item_vectors(), self.cfg.retrieval_index)
 
     # ------------------------------------------------------------------ tonight's state
 

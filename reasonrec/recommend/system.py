@@ -129,6 +129,11 @@ def model_version(cfg: RecommendConfig) -> str:
         if cfg.tools_dir is None or best is None:
             raise ValueError("without a VLM, tools_dir and router.best_tool.sequential must be set")
         name, folder = "tools", join(cfg.tools_dir, best)
+    return f"{name}@{weights_digest(folder)}"
+
+
+def weights_digest(folder: str) -> str:
+    """sha256 (12 hex) of a model folder's .safetensors files, in name order."""
     fs, path = open_fs(folder)
     digest = hashlib.sha256()
     weights = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".safetensors"))
@@ -138,4 +143,4 @@ def model_version(cfg: RecommendConfig) -> str:
         with fs.open(file, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 digest.update(chunk)
-    return f"{name}@{digest.hexdigest()[:12]}"
+    return digest.hexdigest()[:12]

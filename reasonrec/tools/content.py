@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 
 from reasonrec.data.schema import Dataset
+
+# sklearn is imported by text_features, its one user: every tool module imports this one, and sklearn's ~2 s
+# import sat on the start-up of each scoring actor and serve replica, which never compute text features.
 
 THUMBNAIL = 16  # pixels per side: 768 raw values per image
 
@@ -38,6 +39,9 @@ def image_pixels(ds: Dataset, size: int = THUMBNAIL) -> tuple[np.ndarray, np.nda
 
 def text_features(ds: Dataset, dim: int = 32, seed: int = 0) -> np.ndarray:
     """[n_items, dim] float32: TF-IDF of hashed title+text words, reduced by truncated SVD (seeded)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
     texts = (ds.items["title"].fillna("") + " " + ds.items["text"].fillna("")).tolist()
     counts = HashingVectorizer(n_features=2**14, alternate_sign=False, norm=None).transform(texts)
     tfidf = TfidfTransformer().fit_transform(counts)

@@ -220,6 +220,34 @@ def test_sigkilled_run_keeps_last_night_and_a_rerun_with_a_killed_candidate_acto
     assert leftovers(out) == []  # the killed run's staging was deleted by the next run of the night
 
 
+def test_a_tool_night_runs_in_one_fused_pool_and_writes_what_the_split_stages_write(job, world, tmp_path):
+    """mode=tools calls no VLM: two ToolNightScorer actors score, route and write (no router pool, no write
+    tasks), and the night holds what the split stages write for the same users in-process (Ray-free). A killed
+    actor's batch is retried as in the split pools (the kill tests above); not repeated here, for the suite's time."""
+    from actors.recommend import CandidateScorer, RouterScorer
+    from reasonrec.recommend.config import RecommendConfig
+    from reasonrec.recommend.system import resolve
+
+    out = tmp_path / "recs"
+    result = job("score.py", *score_args(world, out), "mode=tools", "candidate_actors=2")
+    assert "MapBatches(ToolNightScorer)" in result.stdout + result.stderr and "RouterScorer" not in result.stderr
+    table, held, summary = read_local_partition(out)
+    ds = Dataset.load(world.dataset)
+    check_table(table, ds, set(ds.users["user_id"]))
+    check_summary(summary, ds.n_users)
+    assert summary["route_shares"]["tool"] == 1.0 and held == []
+
+    system = resolve(RecommendConfig(dataset=world.dataset, vlm_dir=world.vlm_dir, policy="config"))
+    users = tonight_users(world)
+    batch = {"user_id": users["user_id"].to_numpy(zero_copy_only=False), "user_idx": users["user_idx"].to_numpy()}
+    staging = tmp_path / "in-process"
+    staging.mkdir()
+    rows = RouterScorer(system, K, DATE, "tools")(CandidateScorer(system, str(staging), DATE)(batch))
+    expected = rows.select(table.columns).to_pandas().sort_values(KEY).reset_index(drop=True)
+    pd.testing.assert_frame_equal(table.drop(columns="score"), expected.drop(columns="score"), check_dtype=False)
+    np.testing.assert_allclose(table["score"], expected["score"], rtol=1e-5)
+
+
 def tonight_users(world) -> pa.Table:
     return pq.read_table(Path(world.dataset) / "users.parquet").select(["user_id", "user_idx"])
 
