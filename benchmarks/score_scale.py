@@ -295,12 +295,14 @@ def main() -> None:
         line = {"benchmark": "score_scale", "users_in_dataset": users, "items": args.items,
                 "tools_weights": "untrained" if users >= args.untrained_tools_from else "trained",
                 "histories_file": histories(dataset)}
-        for actors in args.candidate_actors:
-            key = "tools" if actors == args.candidate_actors[0] else f"tools_{actors}_candidate_actors"
+        for run, actors in enumerate(args.candidate_actors):
+            key = "tools" if run == 0 else f"tools_{actors}_candidate_actors"
+            key += f"_run{run + 1}" if key in line else ""   # the same count twice: a repeat, kept apart
             line[key] = score(dataset, tools_dir, None, work / f"out-{dataset.name}-{actors}", "tools", None,
                               args.batch_size, actors or None, tool_night_cpus=args.tool_night_cpus)
             if args.split_too:
-                line[f"tools_split_{actors}_candidate_actors"] = score(
+                split = f"tools_split_{actors}_candidate_actors"
+                line[split + (f"_run{run + 1}" if split in line else "")] = score(
                     dataset, tools_dir, None, work / f"out-split-{dataset.name}-{actors}", "tools", None,
                     args.batch_size, actors or None, fused=False)
         if args.single_process:
