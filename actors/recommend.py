@@ -166,9 +166,9 @@ STATS_SCHEMA = pa.schema([("file", pa.string()), ("rows", pa.int64()), ("users",
 
 class ToolNightScorer:
     """CandidateScorer -> RouterScorer -> write_batch on each batch in one CPU actor, sharing one Bundle: the
-    night of a system with no VLM to run. Splitting it into pools buys nothing there and costs, on 2 CPUs at 100k
-    users, half the throughput of one process doing the same work (a 17 MB Arrow block per 12,500 users handed
-    between pools through the object store, a second pool's start-up, a write task per block;
+    night of a system with no VLM to run. Splitting it into pools buys nothing there and costs time: a second
+    pool's start-up, a 17 MB Arrow block per 12,500 users handed between pools through the object store, a write
+    task per block (100k users on 2 CPUs, 2 actors: 69.3 -> 59.8 s and 59.4 -> 50.9 s in two runs;
     benchmarks/RESULTS.md). Returns write_batch's stats row, or an empty one when every user was quarantined."""
 
     def __init__(self, system, staging: str, k: int, run_date: str, mode: str):
