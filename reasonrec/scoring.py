@@ -49,7 +49,8 @@ class ScoreConfig(StrictModel):
         "Artifacts, candidates and router (reasonrec/recommend/config.py); shared with jobs/calibrate.py."))
     bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="Jobs that make absent artifacts (demo).")
     users: str | None = Field(None, description=(
-        "Parquet of tonight's users (columns user_id, user_idx; local or s3://), e.g. an upstream export; "
+        "Parquet of tonight's users (columns user_id, user_idx; local or s3://): one file, or a folder of parts "
+        "(read in name order; names starting with _ or . skipped), e.g. an upstream export; "
         "null = the dataset's users.parquet. Rows the dataset cannot score are quarantined, not dropped; a "
         "repeated user_id is scored once (first row) and counted as duplicate_users in the summary."))
     out: str = Field("artifacts/recommendations", description=(

@@ -7,7 +7,8 @@ write tasks' own statistics cannot prove that (two tasks writing the same file n
 anything is missing, doubled or unrequested.
 
 Requested users are keyed by `user_id`. A user listed twice in tonight's users file is scored once (the first
-row wins) and counted in `duplicates`; a row without a user_id or user_idx is an error naming the file and row.
+row wins) and counted in `duplicates`; a row without a user_id or user_idx is an error naming the file and row
+(the part and its row, when tonight's users are a folder of Parquet parts).
 """
 
 from __future__ import annotations
@@ -43,40 +44,54 @@ class RequestedUsers:
 
 
 def read_requested(uri: str, max_users: int | None = None) -> RequestedUsers:
-    """The users a night must cover: `uri`'s user_id and user_idx columns, checked, de-duplicated, and cut to the
-    first `max_users` distinct users. Raises ValueError naming the file, row and field on a bad row."""
+    """The users a night must cover: the user_id and user_idx columns of `uri` (one Parquet file, or a folder of
+    Parquet parts read in name order, as an upstream export writes them), checked, de-duplicated, and cut to the
+    first `max_users` distinct users. Raises ValueError naming the file (the part), row and field on a bad row or
+    an unreadable part: nothing is scored from a users list with a hole in it."""
     fs, path = open_fs(uri)
+    if fs.isdir(path):
+        parts = sorted(p for p in fs.ls(path, detail=False)
+                       if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith(("_", ".")))
+        if not parts:
+            raise ValueError(f"{uri}: tonight's users folder holds no .parquet part")
+        table = pa.concat_tables(_read_users(fs, part, join(uri, part.rsplit("/", 1)[-1])) for part in parts)
+    else:
+        table = _read_users(fs, path, uri)
+    ids = table["user_id"].to_numpy(zero_copy_only=False).astype(str)
+    _, first = np.unique(ids, return_index=True)
+    keep = np.sort(first)
+    repeated = np.setdiff1d(np.arange(len(ids)), keep)
+    if max_users is not None:
+        keep = keep[:max_users]
+    deduped = table.take(pa.array(keep))
+    examples = list(dict.fromkeys(ids[repeated].tolist()))[:5]
+    return RequestedUsers(deduped, int(len(repeated)), examples)
+
+
+def _read_users(fs, path: str, where: str) -> pa.Table:
+    """One users file's (user_id string, user_idx int64) columns; ValueError naming `where`, row and field."""
     try:
         with fs.open(path, "rb") as f:
             parquet = pq.ParquetFile(f)
             names = parquet.schema_arrow.names
             missing = [c for c in USER_COLUMNS if c not in names]
             if missing:
-                raise ValueError(f"{uri}: tonight's users file lacks column(s) {missing} (it has {names})")
+                raise ValueError(f"{where}: tonight's users file lacks column(s) {missing} (it has {names})")
             table = parquet.read(columns=list(USER_COLUMNS))
     except (pa.ArrowInvalid, OSError) as e:
         if isinstance(e, FileNotFoundError):
-            raise ValueError(f"{uri}: tonight's users file does not exist") from e
-        raise ValueError(f"{uri}: not a readable Parquet file ({e})") from e
+            raise ValueError(f"{where}: tonight's users file does not exist") from e
+        raise ValueError(f"{where}: not a readable Parquet file ({e})") from e
     for column in USER_COLUMNS:
         nulls = np.flatnonzero(table[column].is_null().to_numpy(zero_copy_only=False))
         if len(nulls):
-            raise ValueError(f"{uri}: row {int(nulls[0])}, field {column!r} is null ({len(nulls)} such rows); "
+            raise ValueError(f"{where}: row {int(nulls[0])}, field {column!r} is null ({len(nulls)} such rows); "
                              "every user needs a user_id and a user_idx")
     try:
-        user_idx = table["user_idx"].cast(pa.int64())
-        user_id = table["user_id"].cast(pa.string())
+        return pa.table({"user_id": table["user_id"].cast(pa.string()),
+                         "user_idx": table["user_idx"].cast(pa.int64())})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise ValueError(f"{uri}: user_id must be a string and user_idx an integer column ({e})") from e
-    ids = user_id.to_numpy(zero_copy_only=False).astype(str)
-    _, first = np.unique(ids, return_index=True)
-    keep = np.sort(first)
-    repeated = np.setdiff1d(np.arange(len(ids)), keep)
-    if max_users is not None:
-        keep = keep[:max_users]
-    deduped = pa.table({"user_id": user_id.take(pa.array(keep)), "user_idx": user_idx.take(pa.array(keep))})
-    examples = list(dict.fromkeys(ids[repeated].tolist()))[:5]
-    return RequestedUsers(deduped, int(len(repeated)), examples)
+        raise ValueError(f"{where}: user_id must be a string and user_idx an integer column ({e})") from e
 
 
 @dataclass(frozen=True)

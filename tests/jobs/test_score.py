@@ -290,12 +290,22 @@ def test_unknown_users_sharing_one_user_idx_lose_no_part_and_a_user_listed_twice
     assert summary["requested_users"] == 64 and summary["duplicate_users"] == 2 and summary["short_lists"] == 0
 
 
-def test_a_users_file_with_a_null_id_is_refused_before_scoring(job, world, tmp_path):
+def test_a_users_file_with_a_null_id_or_a_corrupt_part_is_refused_before_scoring(job, world, tmp_path):
     tonight = tmp_path / "tonight.parquet"
     pq.write_table(pa.table({"user_id": ["user_0000001", None], "user_idx": [0, 1]}), tonight)
     result = job("score.py", *score_args(world, tmp_path / "recs"), f"users={tonight}", check=False)
     assert result.returncode == 1
     assert f"{tonight}: row 1, field 'user_id' is null" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "recs").exists()
+
+    # An upstream export's folder of parts with one part cut short: refused naming that part, nothing scored.
+    folder = tmp_path / "tonight"
+    folder.mkdir()
+    pq.write_table(pa.table({"user_id": ["user_0000001"], "user_idx": [0]}), folder / "part-0.parquet")
+    (folder / "part-1.parquet").write_bytes(b"PAR1 cut short")
+    result = job("score.py", *score_args(world, tmp_path / "recs"), f"users={folder}", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{folder}/part-1.parquet: not a readable Parquet file" in result.stderr
     assert not (tmp_path / "recs").exists()
 
 

@@ -62,6 +62,35 @@ def test_read_requested_names_the_file_row_and_field_of_a_bad_row(tmp_path):
         read_requested(str(tmp_path / "absent.parquet"))
 
 
+def test_a_folder_of_parts_reads_like_their_concatenation_and_names_the_part_of_a_bad_row(tmp_path):
+    """An upstream export writes tonight's users as Parquet parts: read in name order, de-duplicated across parts,
+    markers skipped; a null field or an unreadable part stops the night naming the part (issue 19 point 5)."""
+    folder = tmp_path / "users"
+    folder.mkdir()
+    for name, ids in [("part-00001.parquet", ["c", "a"]), ("part-00000.parquet", ["a", "b"]),
+                      ("part-00002.parquet", ["d", "b"])]:
+        pq.write_table(pa.table({"user_id": ids, "user_idx": [ord(i) - ord("a") for i in ids]}), folder / name)
+    (folder / "_SUCCESS").write_text("")
+    pq.write_table(pa.table({"user_id": ["ghost"], "user_idx": [9]}), folder / ".part-00003.parquet")   # a hidden temp part
+    requested = read_requested(str(folder))
+    single = read_requested(users_file(tmp_path, ["a", "b", "c", "a", "d", "b"], [0, 1, 2, 0, 3, 1]))
+    assert requested.table.equals(single.table) and requested.table["user_id"].to_pylist() == ["a", "b", "c", "d"]
+    assert (requested.duplicates, requested.duplicate_examples) == (2, ["a", "b"])
+    assert read_requested(str(folder), max_users=3).table["user_id"].to_pylist() == ["a", "b", "c"]
+
+    pq.write_table(pa.table({"user_id": ["e", "f", "g"], "user_idx": [4, None, 6]}), folder / "part-00004.parquet")
+    with pytest.raises(ValueError, match=r"users/part-00004\.parquet: row 1, field 'user_idx' is null"):
+        read_requested(str(folder))
+    (folder / "part-00004.parquet").write_bytes(b"PAR1 truncated by a crashed writer")
+    with pytest.raises(ValueError, match=r"users/part-00004\.parquet: not a readable Parquet file"):
+        read_requested(str(folder))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "_SUCCESS").write_text("")
+    with pytest.raises(ValueError, match="holds no .parquet part"):
+        read_requested(str(empty))
+
+
 def test_a_complete_night_is_counted_from_its_files(tmp_path):
     requested = read_requested(users_file(tmp_path, ["a", "b", "c", "d"], [0, 1, -1, 3]))
     staging = tmp_path / "staging"
