@@ -98,9 +98,10 @@ class Bundle:
             raise ValueError(f"retrieval_tool {self.cfg.retrieval_tool!r} has no item tower (use two_tower)")
         return tool
 
-    @property
+    @cached_property
     def index_uri(self) -> str:
-        """Where the nightly job's setup keeps this system's retrieval index (reasonrec/recommend/retrieval_index.py)."""
+        """Where the nightly job's setup keeps this system's retrieval index (reasonrec/recommend/retrieval_index.py);
+        cached: the name hashes the retrieval tool's weights."""
         return index_uri(self.system.dataset, self.tools_dir, self.cfg.retrieval_tool, self.cfg.retrieval_index)
 
     @cached_property
