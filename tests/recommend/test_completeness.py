@@ -71,7 +71,8 @@ def test_a_folder_of_parts_reads_like_their_concatenation_and_names_the_part_of_
                       ("part-00002.parquet", ["d", "b"])]:
         pq.write_table(pa.table({"user_id": ids, "user_idx": [ord(i) - ord("a") for i in ids]}), folder / name)
     (folder / "_SUCCESS").write_text("")
-    pq.write_table(pa.table({"user_id": ["ghost"], "user_idx": [9]}), folder / ".part-00003.parquet")   # a hidden temp part
+    hidden = folder / ".part-00003.parquet"   # a writer's temporary part: not tonight's
+    pq.write_table(pa.table({"user_id": ["ghost"], "user_idx": [9]}), hidden)
     requested = read_requested(str(folder))
     single = read_requested(users_file(tmp_path, ["a", "b", "c", "a", "d", "b"], [0, 1, 2, 0, 3, 1]))
     assert requested.table.equals(single.table) and requested.table["user_id"].to_pylist() == ["a", "b", "c", "d"]
