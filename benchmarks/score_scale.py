@@ -226,18 +226,16 @@ def single_process_child(dataset: str, tools_dir: str, out: str, batch_size: int
     import torch
 
     from actors.recommend import CandidateScorer, RouterScorer, write_batch
+    from reasonrec.recommend.bundle import Bundle
     from reasonrec.recommend.completeness import read_requested, verify_staging
     from reasonrec.recommend.config import RecommendConfig
-    from reasonrec.recommend.bundle import Bundle
     from reasonrec.recommend.histories import ensure_histories
-    from reasonrec.recommend.retrieval_index import ensure_index
     from reasonrec.recommend.system import resolve
 
     started = time.perf_counter()
     system = resolve(RecommendConfig(dataset=dataset, tools_dir=tools_dir, vlm_dir=None, **RECOMMEND))
     ensure_histories(system.dataset)
-    bundle = Bundle(system)   # the job's setup steps: kept files, so a no-op after the job's runs made them
-    ensure_index(bundle.index_uri, bundle.cfg.retrieval_index, lambda: bundle.retrieval_tool.item_vectors())
+    Bundle(system).keep_retrieval_index()   # the job's setup steps: no-ops once the job's runs kept the files
     requested = read_requested(str(Path(dataset) / "users.parquet"))
     run_date = "2026-11-22"
     candidates = CandidateScorer(system, out, run_date)

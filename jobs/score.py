@@ -92,10 +92,9 @@ def ensure_retrieval_index(system) -> None:
     """The retrieval index, trained once and kept for every actor of every night with these weights
     (reasonrec/recommend/retrieval_index.py): each actor would otherwise train its own at start-up."""
     from reasonrec.recommend.bundle import Bundle
-    from reasonrec.recommend.retrieval_index import ensure_index
 
     bundle, started = Bundle(system), time.perf_counter()
-    made = ensure_index(bundle.index_uri, bundle.cfg.retrieval_index, lambda: bundle.retrieval_tool.item_vectors())
+    made = bundle.keep_retrieval_index()
     print(f"[score] retrieval index: {bundle.index_uri} ({'built' if made else 'kept'}, "
           f"{time.perf_counter() - started:.1f} s)", flush=True)
 

@@ -8,6 +8,9 @@ MinIO on-prem).
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import fsspec
 
@@ -51,3 +54,14 @@ def fetch_dir(uri: str, tmp: str) -> str:
     local = str(Path(tmp) / Path(path).name)
     fs.get(path, local, recursive=True)
     return local
+
+
+@contextmanager
+def replaced_whole(fs: fsspec.AbstractFileSystem, path: str) -> Iterator:
+    """A binary file handle whose content replaces `path` when the block ends without error: it is written beside
+    it and moved into place, so a concurrent reader never sees half a file (locally a rename)."""
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open(tmp, "wb") as f:
+        yield f
+    fs.mv(tmp, path)

@@ -13,7 +13,7 @@ from reasonrec.data.schema import Dataset
 from reasonrec.io import fetch_dir, join, open_fs
 from reasonrec.recommend import histories
 from reasonrec.recommend.config import RecommendConfig
-from reasonrec.recommend.retrieval_index import cached_index, index_uri
+from reasonrec.recommend.retrieval_index import cached_index, ensure_index, index_uri
 from reasonrec.recommend.system import System, vlm_settings, vlm_tool_names
 from reasonrec.router.config import RouterConfig
 from reasonrec.tools.base import Tool, load_tool
@@ -103,6 +103,11 @@ class Bundle:
         """Where the nightly job's setup keeps this system's retrieval index (reasonrec/recommend/retrieval_index.py);
         cached: the name hashes the retrieval tool's weights."""
         return index_uri(self.system.dataset, self.tools_dir, self.cfg.retrieval_tool, self.cfg.retrieval_index)
+
+    def keep_retrieval_index(self) -> bool:
+        """Train and keep the retrieval index at index_uri unless it is there (the nightly job's setup); True
+        when written. The retrieval tool is loaded only then."""
+        return ensure_index(self.index_uri, self.cfg.retrieval_index, lambda: self.retrieval_tool.item_vectors())
 
     @cached_property
     def retrieval(self) -> tuple[Tool, object]:

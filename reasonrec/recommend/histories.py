@@ -16,7 +16,6 @@ of users falls in. Bundle.everything / tonight_eh and this file are computed by 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,7 @@ import pyarrow.parquet as pq
 from reasonrec.data.evidence import evidence_horizon
 from reasonrec.data.schema import Dataset
 from reasonrec.data.splits import Split
-from reasonrec.io import join, open_fs
+from reasonrec.io import join, open_fs, replaced_whole
 from reasonrec.tools.data import Histories
 
 ROW_GROUP_USERS = 8192          # a batch of ~1k sorted users touches one or two row groups
@@ -89,11 +88,8 @@ def ensure_histories(dataset: str) -> str:
         if made_from == source:
             return uri
     table = build_histories(ds).replace_schema_metadata({SOURCE_KEY: source.encode()})
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"   # a concurrent reader never sees half a file (local: a rename)
-    with fs.open(tmp, "wb") as f:
+    with replaced_whole(fs, path) as f:
         pq.write_table(table, f, compression="zstd", row_group_size=ROW_GROUP_USERS)
-    fs.mv(tmp, path)
     return uri
 
 

@@ -11,12 +11,10 @@ the file is named from the weights it was built from and holds the index build_i
 
 from __future__ import annotations
 
-import uuid
-
 import faiss
 import numpy as np
 
-from reasonrec.io import join, open_fs
+from reasonrec.io import join, open_fs, replaced_whole
 from reasonrec.recommend.system import weights_digest
 from reasonrec.tools.retrieval import IndexKind, build_index
 
@@ -41,9 +39,6 @@ def ensure_index(uri: str, kind: IndexKind, item_vectors) -> bool:
     if fs.exists(path):
         return False
     data = faiss.serialize_index(build_index(item_vectors(), kind))
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"   # a concurrent reader never sees half a file (local: a rename)
-    with fs.open(tmp, "wb") as f:
+    with replaced_whole(fs, path) as f:
         f.write(data.tobytes())
-    fs.mv(tmp, path)
     return True
